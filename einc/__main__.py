@@ -1,0 +1,3 @@
+from einc.cli import main
+
+raise SystemExit(main())

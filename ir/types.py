@@ -1,0 +1,67 @@
+"""Tensor types: a shape and a dtype.  Dtypes are numpy names; bfloat16 comes from ml_dtypes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DTYPES: tuple[str, ...] = (
+    "bool",
+    "int8", "int16", "int32", "int64",
+    "uint8", "uint16", "uint32", "uint64",
+    "float16", "bfloat16", "float32", "float64",
+    "complex64", "complex128",
+)
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The numpy dtype for an einc dtype name (bfloat16 through ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def dtype_name(dt) -> str:
+    """The einc name of a numpy dtype, or raise EincTypeError."""
+    from einc.errors import EincTypeError
+
+    dt = np.dtype(dt)
+    name = "bool" if dt == np.bool_ else dt.name
+    if name not in DTYPES:
+        raise EincTypeError(f"dtype {dt} is not supported by einc (supported: {', '.join(DTYPES)})")
+    return name
+
+
+def result_dtype(*names: str) -> str:
+    """numpy's result type of operands of these dtypes (what numpy.einsum returns)."""
+    if any(n == "bfloat16" for n in names):
+        others = [n for n in names if n != "bfloat16"]
+        # bfloat16 promotes like float16 would, but to bfloat16 when alone or with bool/small ints
+        probe = result_dtype(*[("float16" if n == "bfloat16" else n) for n in names])
+        return "bfloat16" if probe == "float16" or not others else probe
+    return dtype_name(np.result_type(*[np.dtype(n) for n in names]))
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(map(str, self.shape))}]"
