@@ -9,6 +9,7 @@ _LAZY = {
     "sublist_to_subscripts": "einc.frontend.subscripts",
     "parse_program": "einc.frontend.program",
     "parse_program_file": "einc.frontend.program",
+    "expression_program": "einc.frontend.program",
 }
 
 

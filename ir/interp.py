@@ -33,8 +33,10 @@ def eval_op(op, xs: list[np.ndarray]) -> np.ndarray:
     if isinstance(op, Cast):
         return xs[0].astype(dt)
     if isinstance(op, Einsum):
-        if op.type.dtype in ("bfloat16",):
-            xs = [x.astype(np.float32) for x in xs]
-        out = np.einsum(op.subscripts, *xs, optimize=False) if xs else np.zeros((), dt)
+        # numpy.einsum computes in the operands' common (result) dtype; casting first is the same
+        # and also covers bfloat16 (ml_dtypes), which numpy cannot promote: it computes in float32
+        work = np.dtype(np.float32) if op.type.dtype == "bfloat16" else dt
+        xs = [x.astype(work, copy=False) for x in xs]
+        out = np.einsum(op.subscripts, *xs, optimize=False)
         return np.asarray(out).astype(dt, copy=False)
     raise TypeError(f"unknown op {op!r}")

@@ -56,6 +56,8 @@ def _check_type(t, where):
 
 
 def _verify_einsum(op: Einsum, types, where):
+    if not op.operands:
+        raise VerifyError(f"{where}: an einsum needs at least one operand")
     if len(op.inputs) != len(op.operands):
         raise VerifyError(f"{where}: {len(op.operands)} operands but {len(op.inputs)} label groups")
     for labs, t in zip(op.inputs, types):
@@ -82,6 +84,6 @@ def _verify_einsum(op: Einsum, types, where):
     want = tuple(sizes[c] for c in op.output)
     if op.type.shape != want:
         raise VerifyError(f"{where}: result shape {op.type.shape} but labels give {want}")
-    rd = result_dtype(*[t.dtype for t in types]) if types else op.type.dtype
+    rd = result_dtype(*[t.dtype for t in types])
     if op.type.dtype != rd:
         raise VerifyError(f"{where}: result dtype {op.type.dtype} but operands give {rd}; insert a cast")
