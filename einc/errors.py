@@ -76,6 +76,11 @@ class PipelineError(EincError, ValueError):
     """A pass pipeline string names an unknown pass or option; the message lists the valid ones."""
 
 
+class PathError(EincError, ValueError):
+    """A contraction path or optimizer choice is invalid: an unknown optimizer name, or an explicit
+    path whose step names an operand that does not exist; the message names the step."""
+
+
 class Unsupported(EincError, ValueError):
     """Valid input that this target or backend does not handle (a rejection, not a bug)."""
 
