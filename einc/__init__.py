@@ -27,5 +27,7 @@ def __getattr__(name):
     if name in _LAZY:
         mod, attr = _LAZY[name]
         m = importlib.import_module(mod)
-        return m if attr is None else getattr(m, attr)
+        value = m if attr is None else getattr(m, attr)
+        globals()[name] = value  # later lookups skip this hook (einsum is on the hot path)
+        return value
     raise AttributeError(f"module 'einc' has no attribute {name!r}")

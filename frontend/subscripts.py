@@ -19,7 +19,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from einc.errors import EincTypeError, ParseError, ShapeMismatch, Span, Unsupported
@@ -200,7 +200,7 @@ class _ToAst(Transformer):
         return TermList(terms, start, end)
 
     def inputs(self, items):
-        groups, start = [], 0  # (terms, start, end) per operand; a COMMA closes the operand before it
+        groups, start, pending = [], 0, ()  # (terms, start, end) per operand; a COMMA closes the one before it
         for it in items:
             if isinstance(it, Token):
                 groups.append((pending, start, it.start_pos))
@@ -585,5 +585,6 @@ __all__ = [
     "SubscriptsAst", "Term", "TermList", "SYNTAX_EXAMPLES", "CHARACTER_KINDS", "EXAMPLES", "MAX_OPERANDS",
     "SubscriptsError", "InvalidCharacter", "StrayDot", "BrokenArrow", "DoubleArrow", "CommaInOutput",
     "TooManyEllipses", "RepeatedOutputLabel", "UnknownOutputLabel", "OperandCountMismatch", "TooManyOperands",
-    "RankMismatch", "EllipsisNotInOutput", "InvalidSublist", "SublistTypeError", "SizeMismatch", "DiagonalSizeMismatch", "EllipsisBroadcastError",
+    "RankMismatch", "EllipsisNotInOutput", "InvalidSublist", "SublistTypeError", "SizeMismatch",
+    "DiagonalSizeMismatch", "EllipsisBroadcastError",
 ]

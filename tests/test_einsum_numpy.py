@@ -520,3 +520,33 @@ def test_pipeline_argument_replaces_the_default():
 def test_targets_go_through_dispatch():
     a = make((2, 3), "float64")
     assert_same(np.einsum("ij,jk", a, a.T), einc.einsum("ij,jk", a, a.T, target="interp"))
+
+
+def test_strided_operands():
+    b = np.arange(12.0).reshape(3, 4)
+    args = ("ij,jk", b[::2], b[:, ::-1].T)
+    assert_same(np.einsum(*args), einc.einsum(*args))
+    assert_same(np.einsum("ii", b[:, :3]), einc.einsum("ii", b[:, :3]))
+
+
+def test_bfloat16_beyond_numpy():
+    """numpy's einsum refuses bfloat16 (ml_dtypes); einc's IR has it, so einc computes it (in float32, rounded)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = einc.einsum("ij,jk", a.astype(ml_dtypes.bfloat16), a.T.astype(ml_dtypes.bfloat16))
+    assert got.dtype == np.dtype(ml_dtypes.bfloat16)
+    np.testing.assert_allclose(got.astype(np.float32), a @ a.T, rtol=1e-2)
+
+
+@pytest.mark.tvm
+@pytest.mark.slow
+def test_compiled_cpu_target_matches_numpy():
+    """The drop-in through a compiled kernel: einc.einsum(..., target='llvm') against numpy.einsum."""
+    pytest.importorskip("tvm")
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(s).astype(np.float32) for s in ((8, 6), (6, 5), (5, 4)))
+    for text, ops, opt in (("ij,jk,kl->il", (a, b, c), True), ("...j,j->...", (a, b[:, 0]), False)):
+        want = np.einsum(text, *ops, optimize=opt)
+        got = einc.einsum(text, *ops, optimize=opt, target="llvm")
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
