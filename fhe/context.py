@@ -1,0 +1,285 @@
+"""Contexts, encrypted tensors, ``einsum`` and serialization (client/server split)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from einc.errors import FheError
+
+from . import execute
+from .backends import MAX_BITS_128, check_rotation_direction, make_backend
+from .layout import Layout
+from .planner import Plan
+from .planner import plan as _plan
+
+FORMAT = "einc-fhe/1"
+
+
+def _default_depth(n: int, scale_bits: int) -> int:
+    budget = MAX_BITS_128.get(n, 0) - 120
+    return max(1, min(4, budget // scale_bits))
+
+
+class Context:
+    """A CKKS context: parameters, keys and a backend.
+
+    ``Context(backend="sim"|"seal"|"desilo", poly_modulus_degree=2**15, depth=None, scale_bits=40, plan=None)``.
+    The modulus chain is ``[60] + [scale_bits] * depth + [60]`` bits (128-bit secure for N=2^15 up to
+    depth 19; depth 0 suits plans without multiplications).  ``depth`` defaults to ``plan.depth`` (or several plans' maximum) when plans are given, else 4
+    (less where N is small).  ``security=None`` lifts the 128-bit check, for ``sim`` only (small test
+    rings).  Rotation keys are made only for the amounts a plan uses: the ones of ``plan``
+    at construction, and any later plan's missing ones on first use (``keygen``).
+    """
+
+    def __init__(self, backend: str = "sim", poly_modulus_degree: int = 2 ** 15, depth: int | None = None,
+                 scale_bits: int = 40, plan=None, *, security: int | None = 128, _files: dict | None = None):
+        plans = [] if plan is None else (list(plan) if isinstance(plan, (list, tuple)) else [plan])
+        n = int(poly_modulus_degree)
+        if n not in MAX_BITS_128:
+            raise FheError(f"poly_modulus_degree must be a power of two from 1024 to 32768, not {n}")
+        if depth is None:
+            depth = max([p.depth for p in plans]) if plans else _default_depth(n, scale_bits)
+        depth = int(depth)
+        if depth < 0:
+            raise FheError(f"depth must be at least 0, not {depth}")
+        need = 120 + depth * scale_bits
+        if security is None and backend != "sim":
+            raise FheError("security=None (no 128-bit check) is only for the sim backend")
+        if security is not None and security != 128:
+            raise FheError(f"only 128-bit security parameters are supported, not {security}")
+        if security is not None and need > MAX_BITS_128[n]:
+            raise FheError(f"depth {depth} at {scale_bits}-bit scale needs {need} modulus bits; N={n} allows "
+                           f"{MAX_BITS_128[n]} at 128-bit security: use a larger poly_modulus_degree")
+        for p in plans:
+            if p.slots != n // 2:
+                raise FheError(f"plan for {p.expr} was made for {p.slots} slots, the context has {n // 2}")
+            if p.depth > depth:
+                raise FheError(f"plan for {p.expr} needs depth {p.depth}, the context has {depth}")
+        self.backend_name = backend
+        self.poly_modulus_degree = n
+        self.depth = depth
+        self.scale_bits = scale_bits
+        self.security = security
+        self.backend = make_backend(backend, n, depth, scale_bits, files=_files)
+        if _files is None:
+            check_rotation_direction(self.backend)
+        for p in plans:
+            self.keygen(p)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def slots(self) -> int:
+        return self.poly_modulus_degree // 2
+
+    @property
+    def is_public(self) -> bool:
+        """True for a server-side context: no secret key, cannot decrypt or make keys."""
+        return not self.backend.has_secret
+
+    @property
+    def rotation_keys(self) -> list[int]:
+        return sorted(self.backend.rotation_keys())
+
+    def key_bytes(self) -> int:
+        return self.backend.key_bytes()
+
+    # ------------------------------------------------------------------ keys
+    def keygen(self, plan_or_amounts) -> None:
+        """Make the rotation keys ``plan`` needs that this context lacks (FheError on a server context)."""
+        amounts = plan_or_amounts.rotation_keys if isinstance(plan_or_amounts, Plan) else plan_or_amounts
+        missing = set(int(a) for a in amounts) - self.backend.rotation_keys()
+        if missing:
+            if self.is_public:
+                raise FheError(f"rotation keys {sorted(missing)} are missing and this is a public (server) "
+                               "context; make them on the client with ctx.keygen(plan) before exporting")
+            self.backend.make_rotation_keys(sorted(missing))
+
+    # ------------------------------------------------------------------ data
+    def encrypt(self, array, layout: Layout | None = None) -> "CipherTensor":
+        """Encrypt ``array`` in ``layout`` (default: compact row-major, tiled if it does not fit)."""
+        a = np.asarray(array, dtype=np.float64)
+        if layout is None:
+            layout = Layout.row_major(a.shape, self.slots)
+        if layout.slots != self.slots:
+            raise FheError(f"layout has {layout.slots} slots, the context {self.slots}")
+        vecs = layout.pack(a)
+        return CipherTensor(self, layout, [self.backend.encrypt(v) for v in vecs], self.depth, 0)
+
+    def decrypt(self, x: "CipherTensor") -> np.ndarray:
+        if not isinstance(x, CipherTensor):
+            raise FheError(f"decrypt expects a CipherTensor, not {type(x).__name__}")
+        if self.is_public:
+            raise FheError("this context holds no secret key (a server context): it cannot decrypt")
+        return x.layout.unpack(np.stack([self.backend.decrypt(c) for c in x.cts]))
+
+    # ------------------------------------------------------------------ compute
+    def plan(self, expr: str, *operands, **options) -> Plan:
+        """The plan ``einsum(expr, *operands)`` would run (operands: CipherTensors or arrays)."""
+        shapes, plain, layouts, levels, junk = _describe(operands)
+        return _cached_plan(expr, tuple(shapes), frozenset(plain), tuple(layouts), tuple(levels), tuple(junk),
+                            self.slots, tuple(sorted(options.items())))
+
+    def einsum(self, expr: str, *operands, **options):
+        """Encrypted ``numpy.einsum``: CipherTensor operands, plain numpy arrays as plaintext weights."""
+        for x in operands:
+            if isinstance(x, CipherTensor) and x.ctx is not self and not _compatible(x.ctx, self):
+                raise FheError("operands belong to different contexts")
+        p = self.plan(expr, *operands, **options)
+        if not any(k == "ct" for k in p.kinds):
+            return np.einsum(expr, *[np.asarray(o, dtype=np.float64) for o in operands])
+        self.keygen(p)
+        # a previous einsum may have left a product unrelinearized (size 3): plans start from size 2
+        args = [[c if self.backend.size(c) == 2 else self.backend.relin(c) for c in x.cts]
+                if isinstance(x, CipherTensor) else np.asarray(x, dtype=np.float64) for x in operands]
+        outs = execute.run(p, self.backend, args)
+        level = min(self.backend.level(c) for c in outs)
+        return CipherTensor(self, p.output_layout, outs, level, p.output_junk)
+
+    # ------------------------------------------------------------------ serialization
+    def save(self, path, secret: bool = False) -> None:
+        """Write the context to one file (atomically).  ``secret=False`` writes the public part only
+        (parameters, public, relinearization and rotation keys): what a server gets."""
+        meta = {"format": FORMAT, "backend": self.backend_name, "poly_modulus_degree": self.poly_modulus_degree,
+                "depth": self.depth, "scale_bits": self.scale_bits, "security": self.security, "secret": bool(secret and not self.is_public)}
+        files = {"meta.json": json.dumps(meta).encode()}
+        files.update({f"backend/{k}": v for k, v in self.backend.export(secret).items()})
+        _write_zip(path, files)
+
+    def public(self) -> "Context":
+        """A server-side copy of this context without the secret key."""
+        buf = {f"backend/{k}": v for k, v in self.backend.export(False).items()}
+        return Context._from_files(self.backend_name, self.poly_modulus_degree, self.depth, self.scale_bits, buf,
+                                   self.security)
+
+    @classmethod
+    def load(cls, path) -> "Context":
+        files = _read_zip(path)
+        meta = json.loads(files["meta.json"])
+        if meta.get("format") != FORMAT:
+            raise FheError(f"{path}: not an einc FHE context file")
+        return cls._from_files(meta["backend"], meta["poly_modulus_degree"], meta["depth"], meta["scale_bits"], files,
+                               meta.get("security", 128))
+
+    @classmethod
+    def _from_files(cls, backend, n, depth, scale_bits, files, security=128):
+        sub = {k[len("backend/"):]: v for k, v in files.items() if k.startswith("backend/")}
+        return cls(backend, n, depth, scale_bits, security=security, _files=sub)
+
+    def load_tensor(self, path) -> "CipherTensor":
+        files = _read_zip(path)
+        meta = json.loads(files["meta.json"])
+        if meta.get("format") != FORMAT or meta.get("kind") != "tensor":
+            raise FheError(f"{path}: not an einc encrypted tensor file")
+        if meta["backend"] != self.backend_name or meta["poly_modulus_degree"] != self.poly_modulus_degree:
+            raise FheError(f"{path}: tensor was made for {meta['backend']} N={meta['poly_modulus_degree']}")
+        layout = Layout.from_json(meta["layout"])
+        cts = [self.backend.ct_from_bytes(files[f"ct{k}"]) for k in range(layout.ntiles)]
+        return CipherTensor(self, layout, cts, int(meta["level"]), int(meta["junk"]))
+
+    def __repr__(self) -> str:
+        return (f"Context(backend={self.backend_name!r}, poly_modulus_degree={self.poly_modulus_degree}, "
+                f"depth={self.depth}, rotation_keys={len(self.rotation_keys)}, public={self.is_public})")
+
+
+def _compatible(a: Context, b: Context) -> bool:
+    return (a.backend_name, a.poly_modulus_degree, a.depth) == (b.backend_name, b.poly_modulus_degree, b.depth)
+
+
+@dataclass
+class CipherTensor:
+    """An encrypted tensor: its ciphertexts (one per tile), layout, level and junk bits."""
+
+    ctx: Context
+    layout: Layout
+    cts: list
+    level: int
+    junk: int = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.layout.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.layout.axes)
+
+    def decrypt(self) -> np.ndarray:
+        return self.ctx.decrypt(self)
+
+    def save(self, path) -> None:
+        """Write the ciphertexts and layout to one file (atomically)."""
+        meta = {"format": FORMAT, "kind": "tensor", "backend": self.ctx.backend_name,
+                "poly_modulus_degree": self.ctx.poly_modulus_degree, "layout": self.layout.to_json(),
+                "level": self.level, "junk": self.junk}
+        files = {"meta.json": json.dumps(meta).encode()}
+        for k, c in enumerate(self.cts):
+            files[f"ct{k}"] = self.ctx.backend.ct_to_bytes(c)
+        _write_zip(path, files)
+
+    def __repr__(self) -> str:
+        return f"CipherTensor(shape={self.shape}, level={self.level}, ciphertexts={len(self.cts)})"
+
+
+def _describe(operands):
+    shapes, plain, layouts, levels, junk = [], [], [], [], []
+    for k, x in enumerate(operands):
+        if isinstance(x, CipherTensor):
+            shapes.append(x.shape)
+            layouts.append(x.layout)
+            levels.append(x.level)
+            junk.append(x.junk)
+        else:
+            a = np.asarray(x)
+            if a.dtype.kind not in "biuf":
+                raise FheError(f"operand {k}: plaintext operands must be real numbers, not {a.dtype}")
+            shapes.append(a.shape)
+            plain.append(k)
+            layouts.append(None)
+            levels.append(10 ** 6)
+            junk.append(0)
+    return shapes, plain, layouts, levels, junk
+
+
+@lru_cache(maxsize=256)
+def _cached_plan(expr, shapes, plain, layouts, levels, junk, slots, options):
+    return _plan(expr, *shapes, plaintext=plain, layouts=list(layouts), levels=list(levels), junk=list(junk),
+                 slots=slots, **dict(options))
+
+
+def einsum(expr: str, *operands, **options):
+    """``numpy.einsum`` over encrypted tensors: operands are CipherTensors or plain numpy arrays."""
+    ctx = next((x.ctx for x in operands if isinstance(x, CipherTensor)), None)
+    if ctx is None:
+        return np.einsum(expr, *[np.asarray(o, dtype=np.float64) for o in operands])
+    return ctx.einsum(expr, *operands, **options)
+
+
+def _write_zip(path, files: dict) -> None:
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".einc-", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+            for name, data in files.items():
+                z.writestr(name, data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_zip(path) -> dict:
+    try:
+        with zipfile.ZipFile(os.fspath(path)) as z:
+            return {n: z.read(n) for n in z.namelist()}
+    except (OSError, zipfile.BadZipFile) as e:
+        raise FheError(f"cannot read {path}: {e}") from None
