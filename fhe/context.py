@@ -91,14 +91,28 @@ class Context:
 
     # ------------------------------------------------------------------ keys
     def keygen(self, plan_or_amounts) -> None:
-        """Make the rotation keys ``plan`` needs that this context lacks (FheError on a server context)."""
-        amounts = plan_or_amounts.rotation_keys if isinstance(plan_or_amounts, Plan) else plan_or_amounts
-        missing = set(int(a) for a in amounts) - self.backend.rotation_keys()
+        """Make the rotation keys ``plan`` needs that this context lacks (FheError on a server context).
+
+        With a plan, each key is made at the highest level the plan rotates by its amount (backends with
+        per-key levels, such as ``desilo``, then hold smaller keys); a key held at too low a level is made again."""
+        if isinstance(plan_or_amounts, Plan):
+            amounts = plan_or_amounts.rotation_keys
+            levels = plan_or_amounts.key_levels(self.depth)
+        else:
+            amounts = [int(a) for a in plan_or_amounts]
+            levels = {a: self.depth for a in amounts}
+        have = self.backend.rotation_keys()
+        held = getattr(self.backend, "rotation_key_levels", None)
+        held = held() if held is not None else {}
+        missing = {int(a) for a in amounts if int(a) not in have or held.get(int(a), self.depth) < levels[a]}
         if missing:
             if self.is_public:
                 raise FheError(f"rotation keys {sorted(missing)} are missing and this is a public (server) "
                                "context; make them on the client with ctx.keygen(plan) before exporting")
-            self.backend.make_rotation_keys(sorted(missing))
+            if held or hasattr(self.backend, "rotation_key_levels"):
+                self.backend.make_rotation_keys(sorted(missing), {a: levels[a] for a in missing})
+            else:
+                self.backend.make_rotation_keys(sorted(missing))
 
     # ------------------------------------------------------------------ data
     def encrypt(self, array, layout: Layout | None = None) -> "CipherTensor":

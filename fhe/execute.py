@@ -31,6 +31,30 @@ def materialize(spec, slots: int, pt=None) -> np.ndarray:
         pl, pm, t, roll = spec[2], spec[3], spec[4], spec[5]
         vec = fill(slots, entries, lambda g, i: (i[pl] - i[pm] == t) * 1.0)
         return np.roll(vec, -roll) if roll else vec
+    if kind == "radix":
+        digits, gw, hw, roll = spec[2], spec[3], spec[4], spec[5]
+
+        def radix(g, i):
+            hs, gs, ok = 0, 0, True
+            for pos, d, G, lo, hi in digits:
+                t = i[pos] - lo
+                hs = hs + (t % G) * d
+                gs = gs + (t // G) * G * d
+                ok = ok & (i[pos] >= lo) & (i[pos] < hi)
+            return (ok & (hs == hw) & (gs == gw)) * 1.0
+        vec = fill(slots, entries, radix)
+        return np.roll(vec, -roll) if roll else vec
+    if kind == "span":
+        span, const, a, roll = spec[2], spec[3], spec[4], spec[5]
+
+        def spanned(g, i):
+            acc, ok = const, True
+            for pos, d, lo, hi in span:
+                acc = acc + i[pos] * d
+                ok = ok & (i[pos] >= lo) & (i[pos] < hi)
+            return (ok & (acc == a)) * 1.0
+        vec = fill(slots, entries, spanned)
+        return np.roll(vec, -roll) if roll else vec
     if kind == "pt":
         idx = spec[2]
         return fill(slots, entries, lambda g, i: pt[tuple(g[j] for j in idx)] if idx else pt)
@@ -56,9 +80,15 @@ def run(plan, backend, operands) -> list:
     Returns the output ciphertexts, numbered as ``plan.output_layout`` numbers them."""
     pt = merge_plaintexts(plan, operands)
     last = {}
+    fans: dict = {}                 # register -> rotations of it (hoisted together where the backend can)
     for i, op in enumerate(plan.ops):
         for a in _reg_args(op):
             last[a] = i
+        if op.kind == "rot":
+            fans.setdefault(op.args[0], []).append(op)
+    hoist = getattr(backend, "rotate_many", None)
+    hoisted: dict = {}              # rot op's out register -> its result, computed with its siblings
+    done: set = set()               # registers computed so far
     regs: dict = {}
     consts: dict = {}
     outs: dict = {}
@@ -67,7 +97,15 @@ def run(plan, backend, operands) -> list:
         if k == "load":
             v = operands[a[0]][a[1]]
         elif k == "rot":
-            v = backend.rotate(regs[a[0]], a[1])
+            if op.out in hoisted:
+                v = hoisted.pop(op.out)
+            elif hoist is not None and len(fans[a[0]]) > 1:
+                sib = [o for o in fans[a[0]] if o.out not in hoisted and o.out not in done]
+                for o, r in zip(sib, hoist(regs[a[0]], [o.args[1] for o in sib])):
+                    hoisted[o.out] = r
+                v = hoisted.pop(op.out)
+            else:
+                v = backend.rotate(regs[a[0]], a[1])
         elif k == "add":
             v = backend.add(regs[a[0]], regs[a[1]])
         elif k == "mul_ct":
@@ -91,6 +129,7 @@ def run(plan, backend, operands) -> list:
         else:
             raise EincInternalError(f"unknown op {k!r}")
         regs[op.out] = v
+        done.add(op.out)
         for r in _reg_args(op):
             if last.get(r) == i and r in regs:
                 del regs[r]

@@ -144,19 +144,28 @@ class Layout:
         return out
 
     # ------------------------------------------------------------------ text
-    def picture(self, labels: str | None = None) -> str:
-        """The slot-index bits, high to low, each marked with the label of the field it belongs to."""
+    def picture(self, labels=None) -> str:
+        """The slot-index bits, high to low, each marked with the label of the field it belongs to.
+
+        ``labels``: one label per axis (a string of letters, or a sequence such as ``("i", "i'")``).  A label
+        repeated in one operand (a diagonal, ``ii``) is shown primed: its field's bits are marked ``'``."""
         nb = width_of(self.slots)
-        labels = labels or "".join(chr(ord("a") + k) for k in range(len(self.axes)))
+        labels = list(labels) if labels else [chr(ord("a") + k) for k in range(len(self.axes))]
+        seen: dict = {}
+        names = []
+        for lab in labels:
+            base = lab.rstrip("'") or lab
+            names.append(base + "'" * seen.get(base, 0))
+            seen[base] = seen.get(base, 0) + 1
         marks = ["."] * nb
-        for lab, ax in zip(labels, self.axes):
+        for name, ax in zip(names, self.axes):
             for b in range(ax.shift, ax.shift + ax.width):
-                marks[b] = lab
+                marks[b] = name if len(name) == 1 else "'"
         bits = "".join(reversed(marks))
         parts = []
-        for lab, ax in zip(labels, self.axes):
+        for name, ax in zip(names, self.axes):
             tiled = f" x{ax.tiles} ciphertexts" if ax.tiles > 1 else ""
-            parts.append(f"{lab}:{ax.size}@{ax.stride}{tiled}")
+            parts.append(f"{name}:{ax.size}@{ax.stride}{tiled}")
         return f"[{bits}]  " + " ".join(parts)
 
     def to_json(self) -> dict:

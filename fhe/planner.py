@@ -8,10 +8,15 @@ Planning, in order:
 3. give every label one *field* of the slot index for the whole plan (a global assignment): operands and
    intermediates then always agree, a broadcast is a replication by rotate-and-add (``log2`` rotations
    per axis) and a contraction a rotate-and-add sum; fields of summed labels are never reused, so their
-   junk never needs a mask.  Encrypted inputs whose layout disagrees are moved field by field (masked
-   rotations, one per index of the moved axis, one level);
-4. try every pairwise contraction order (greedy beyond 5 operands) and every priority among the given
-   layouts, build the program for each, keep the cheapest by (depth, rotations, multiplications).
+   junk never needs a mask.  Encrypted inputs whose layout disagrees are moved: field by field (masked
+   rotations in baby-step giant-step form, or replicate-mask-sum for a field moving to free bits, one
+   level per field) or all fields at once (one level: one masked rotation per distinct slot offset,
+   again baby-step giant-step);
+4. try every pairwise contraction order (greedy beyond 5 operands), every priority among the given
+   layouts and every way of moving, build the program for each, keep the cheapest by the cost model
+   (key switches weighted by the primes they touch, products, rotation keys);
+5. rotate by rarely used amounts through amounts that have keys anyway (``max_keys``: a hard budget),
+   and record the level each rotation key is needed at (``Plan.key_levels``).
 
 The program is a tuple of ``Op``; its counts are the cost model, and the ``sim`` backend counts the
 same operations when it runs it (the tests check they are equal).
@@ -72,6 +77,11 @@ class Plan:
     moves: tuple = ()
     labels_of: tuple = ()           # per operand: label per dimension (pseudo-labels, None = broadcast)
     cost: float = 0.0               # estimated time in one-prime key switches (the search's objective)
+    rotation_depths: dict = None    # amount -> fewest levels consumed before a rotation by it (key level)
+
+    def key_levels(self, top: int) -> dict:
+        """amount -> the level its rotation key needs when the operands start at level ``top``."""
+        return {a: top - (self.rotation_depths or {}).get(a, 0) for a in self.rotation_keys}
 
     @property
     def key_switches(self) -> int:
@@ -118,6 +128,7 @@ class Plan:
             "depth": self.depth, "counts": dict(self.counts),
             "rotations": {str(k): v for k, v in sorted(self.rotations.items())},
             "rotation_keys": list(self.rotation_keys), "moves": list(self.moves),
+            "rotation_depths": {str(k): v for k, v in sorted((self.rotation_depths or {}).items())},
             "ops": len(self.ops),
         }
 
@@ -427,14 +438,16 @@ def _orders(n: int):
 
 
 def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None, slots: int = 16384, out_layout=None,
-         max_ciphertexts: int = 4096, optimize: str = "auto") -> Plan:
+         max_ciphertexts: int = 4096, optimize: str = "auto", max_keys: int | None = None) -> Plan:
     """Plan ``expr`` over operands of ``shapes`` without running anything.
 
     ``plaintext``: indices of operands that are plain numpy arrays (weights).  ``layouts``: the given
     layout of each encrypted operand (None: the planner chooses it; see ``Plan.input_layouts``).
     ``levels``: the level of each encrypted operand; when given, a plan deeper than that raises
     ``FheError``.  ``slots``: slots per ciphertext (N/2).  ``out_layout``: force the result's layout (e.g.
-    ``Layout.row_major``) instead of the plan's, at the price of moving fields.
+    ``Layout.row_major``) instead of the plan's, at the price of moving fields.  ``max_keys``: a budget of
+    rotation keys; amounts beyond it are rotated as chains of amounts that have keys (more key switches,
+    less key memory).  Without it, an amount used once is chained when two held amounts make it.
     """
     from einc.frontend.subscripts import parse_subscripts
 
@@ -507,20 +520,25 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
                            f"{max_ciphertexts}; use a larger poly_modulus_degree or raise max_ciphertexts")
         needs_moves = out_layout is not None or any(o.layout is not None and any(
             l is not None and ax.shift != fields[l].shift for l, ax in zip(o.labels, o.layout.axes)) for o in ops_ct)
-        for diag, order in itertools.product((True, False) if needs_moves else (True,), orders):
+        modes = ("diag", "bsgs", "joint") if needs_moves else ("diag",)
+        for diag, order in itertools.product(modes, orders):
             try:
                 cand = _build(expr, parsed, output, sizes, slots, kinds, ops_ct, pt_labels, fields, order,
-                              labels_of, diag, out_layout)
+                              labels_of, diag, out_layout, max_keys)
             except FheError as e:       # this field assignment cannot rearrange an operand: try the next
                 error = e
                 break
             too_deep = levels_given and cand.depth > min(levels[o.index] for o in ops_ct)
-            key = (too_deep, round(cand.cost, 6), cand.depth, len(cand.rotation_keys))
+            over = max_keys is not None and len(cand.rotation_keys) > max_keys
+            key = (too_deep, over, round(cand.cost, 6), cand.depth, len(cand.rotation_keys))
             if best is None or key < best[0]:
                 best = (key, cand)
     if best is None:
         raise error
     result = best[1]
+    if max_keys is not None and len(result.rotation_keys) > max_keys:
+        raise FheError(f"{expr}: the plan needs at least {len(result.rotation_keys)} rotation keys, over "
+                       f"max_keys={max_keys}")
     result.pt_merge = pt_merge
     result.input_levels = tuple(levels)
     if levels_given:
@@ -543,9 +561,10 @@ def _greedy_order(ops_ct, pt_labels, output, sizes):
 
 
 def _build(expr, parsed, output, sizes, slots, kinds, ops_ct, pt_labels, fields, order, labels_of,
-           diag=True, out_layout=None) -> Plan:
+           diag=True, out_layout=None, max_keys=None) -> Plan:
     b = _Builder(slots, fields)
-    b.diag_moves = diag
+    b.diag_moves = diag == "diag"
+    b.joint_moves = diag == "joint"
     moves = []
     vals: list = []
     input_layouts = [None] * len(kinds)
@@ -591,16 +610,19 @@ def _build(expr, parsed, output, sizes, slots, kinds, ops_ct, pt_labels, fields,
             raise EincInternalError("output tiles not numbered by a tiled output label")
         flat = out_layout.tile_index(tuple(key.get(l, 0) for l in output))
         b._emit("output", (r, flat), b.level[r])
-    ops = tuple(b.ops)
+    ops = _share_keys(b, max_keys)
     counts: Counter = Counter()
     rotations: Counter = Counter()
+    top = max((o.level for o in ops_ct), default=0)
+    rot_depths: dict = {}
     for op in ops:
         if op.kind in ("load", "output"):
             continue
         counts[op.kind] += 1
         if op.kind == "rot":
             rotations[op.args[1]] += 1
-    top = max((o.level for o in ops_ct), default=0)
+            used = top - b.level[op.out]
+            rot_depths[op.args[1]] = min(used, rot_depths.get(op.args[1], used))
     low = min(b.level.values())
     # estimated time, in units of one key switch with one data prime: with the modulus chain cut to the
     # plan's depth, a ciphertext at register level L has L - low + 1 data primes; a key switch costs about
@@ -623,26 +645,25 @@ def _build(expr, parsed, output, sizes, slots, kinds, ops_ct, pt_labels, fields,
     consts = tuple(sorted(b.consts, key=b.consts.get))
     return Plan(expr, parsed.inputs, output, sizes, slots, kinds, tuple(input_layouts), out_layout, final.junk,
                 ops, consts, tuple(order), None, dict(fields), (), top - low, dict(counts), dict(rotations),
-                tuple(sorted(rotations)), tuple(moves), tuple(labels_of), cost)
+                tuple(sorted(rotations)), tuple(moves), tuple(labels_of), cost, rot_depths)
 
 
 def _load(b: _Builder, o: _Operand, target: Layout, moves: list) -> _TV:
     """Load an encrypted operand's ciphertexts, move fields where its layout disagrees, take diagonals."""
     given = o.layout or target
     labs = [l for l in o.labels if l is not None]
-    for l, ax, tx in zip(o.labels, given.axes, target.axes):
-        if l is not None and ax.block != tx.block:
-            raise Unsupported(f"operand {o.index}: axis {l[0]!r} is tiled in blocks of {ax.block}, the plan needs "
-                              f"{tx.block}; encrypt it with layout=plan.input_layouts[{o.index}]")
-    keyed = tuple(sorted(l for l in labs if b.fields[l].tiles > 1))
-    tiles = {}
-    for combo in itertools.product(*(range(ax.tiles) for ax in given.axes)):
-        key = {l: t for l, t in zip(o.labels, combo) if l is not None}
-        tiles[tuple(key[l] for l in keyed)] = b.load(o.index, given.tile_index(combo), o.level)
-    tv = _TV(frozenset(labs), keyed, tiles, o.junk, frozenset())
-    cur = {l: ax.shift for l, ax in zip(o.labels, given.axes) if l is not None}
-    if any(cur[l] != b.fields[l].shift for l in labs):
-        tv = _move_fields(b, tv, cur, f"operand {o.index}", moves)
+    if any(l is not None and ax.block != tx.block for l, ax, tx in zip(o.labels, given.axes, target.axes)):
+        tv = _retile(b, o, given, moves)
+    else:
+        keyed = tuple(sorted(l for l in labs if b.fields[l].tiles > 1))
+        tiles = {}
+        for combo in itertools.product(*(range(ax.tiles) for ax in given.axes)):
+            key = {l: t for l, t in zip(o.labels, combo) if l is not None}
+            tiles[tuple(key[l] for l in keyed)] = b.load(o.index, given.tile_index(combo), o.level)
+        tv = _TV(frozenset(labs), keyed, tiles, o.junk, frozenset())
+        cur = {l: ax.shift for l, ax in zip(o.labels, given.axes) if l is not None}
+        if any(cur[l] != b.fields[l].shift for l in labs):
+            tv = _move_fields(b, tv, cur, f"operand {o.index}", moves)
     dups = [l for l in labs if "'" in l]
     if dups:
         tiles = {}
@@ -668,6 +689,11 @@ def _move_fields(b: _Builder, tv: _TV, cur: dict, index, moves: list, target: di
     nbits = width_of(b.slots)
     cur = dict(cur)
     target = target or {l: b.fields[l].shift for l in tv.labels}
+    pending = [l for l in sorted(tv.labels) if cur[l] != target[l]]
+    if getattr(b, "joint_moves", False) and pending:
+        moves.append(f"{index} axes {','.join(repr(l[0]) for l in pending)}: strides "
+                     + ", ".join(f"{1 << cur[l]} -> {1 << target[l]}" for l in pending) + " (one level)")
+        return _move_joint(b, tv, cur, pending, target)
     for _ in range(4 * len(tv.labels) + 4):
         pending = [l for l in sorted(tv.labels) if cur[l] != target[l]]
         if not pending:
@@ -739,6 +765,150 @@ def _move_fields(b: _Builder, tv: _TV, cur: dict, index, moves: list, target: di
     raise FheError(f"{index}: could not rearrange its layout; encrypt operands with layout=plan.input_layouts[k]")
 
 
+def _split_step(amounts):
+    """A step ``s`` splitting each amount into a giant part (a multiple of ``s``) and a baby part in
+    ``[0, s)`` with the fewest distinct parts (the rotations of a baby-step giant-step product)."""
+    import numpy as np
+
+    a = np.asarray(amounts, dtype=np.int64)
+    if len(a) <= 2:
+        return None
+    span = int(a.max() - a.min()) + 1
+    cands = set()
+    diffs = np.unique(np.abs(np.diff(np.sort(a))))
+    for d in diffs[:8].tolist() + [1]:
+        c = 1
+        while c * d <= span:
+            cands.add(int(c * d))
+            c = c * 2 if c >= 8 else c + 1
+    best = None
+    for s in sorted(cands):
+        h = np.mod(a, s)
+        cost = len(np.unique(h)) + len(np.unique(a - h))
+        if best is None or cost < best[0]:
+            best = (cost, s)
+    return best[1] if best and best[0] < len(a) else None
+
+
+def _product_split(exts, deltas):
+    """Per label a radix ``G_l``: index ``t = g * G_l + h``; baby amount ``sum h_l d_l``, giant
+    ``sum g_l G_l d_l``.  Returns (rotations, radices) with the fewest distinct baby plus giant amounts."""
+    import numpy as np
+
+    opts = []
+    for e in exts:
+        o, g = {1, e}, 2
+        while g < e:
+            o.add(g)
+            g *= 2
+        opts.append(sorted(o))
+    best = None
+    for radices in itertools.product(*opts):
+        hs, gs = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+        for e, d, G in zip(exts, deltas, radices):
+            hs = np.unique(np.add.outer(hs, np.arange(min(G, e), dtype=np.int64) * d).ravel())
+            gs = np.unique(np.add.outer(gs, np.arange(-(-e // G), dtype=np.int64) * G * d).ravel())
+        cost = len(hs) + len(gs)
+        if best is None or cost < best[0]:
+            best = (cost, radices)
+    return best
+
+
+def _move_joint(b: _Builder, tv: _TV, cur: dict, labels, target: dict) -> _TV:
+    """Move all of ``labels``' fields at once, in one level: slot ``p`` goes to ``p - a`` where
+    ``a = sum_l i_l * (2**cur_l - 2**target_l)``.  Swaps and cycles need no parking."""
+    srt = sorted(tv.labels)
+    tiles = {}
+    for k, r in tv.tiles.items():
+        key = dict(zip(tv.keyed, k))
+        ent = b.entries(tv.labels, key, cur)
+        span = tuple((srt.index(l), (1 << cur[l]) - (1 << target[l]), 0, b.fields[l].extent(key.get(l, 0)))
+                     for l in labels)
+        tiles[k] = _joint_part(b, r, ent, span, 0)
+    return _TV(tv.labels, tv.keyed, tiles, 0, frozenset())
+
+
+def _joint_part(b: _Builder, r: int, ent, span, const: int) -> int:
+    """``sum_a rot(v * [offset(slot) == a], a)`` over the slots whose index ``i_l`` lies in ``[lo_l, hi_l)``
+    for each ``(pos, d, lo, hi)`` of ``span``, where ``offset = const + sum_l i_l * d``: one level, in
+    baby-step giant-step form (masks rolled by the baby step).  The steps split either each index
+    (``i - lo = g*G + h``, good for independent axes) or the set of offsets (``a = g + a mod s``, good for
+    swaps, where offsets coincide)."""
+    import numpy as np
+
+    exts = [hi - lo for _, _, lo, hi in span]
+    ds = [d for _, d, _, _ in span]
+    base = const + sum(lo * d for _, d, lo, _ in span)
+    amts = np.full(1, base, dtype=np.int64)
+    for e, d in zip(exts, ds):
+        amts = np.add.outer(amts, np.arange(e, dtype=np.int64) * d).ravel()
+    amounts = sorted(set(amts.tolist()))
+    step = _split_step(amounts)
+    parts: dict = {}
+    for a in amounts:
+        h = a % step if step else 0
+        parts.setdefault(a - h, []).append(h)
+    mod_cost = len({h for hs in parts.values() for h in hs}) + len(parts)
+    prod = _product_split(exts, ds) if math.prod(exts) <= 4096 else None
+    terms: dict = {}                   # giant amount -> {baby amount: mask spec}
+    if prod is not None and prod[0] < mod_cost:
+        digits = tuple((pos, d, G, lo, hi) for (pos, d, lo, hi), G in zip(span, prod[1]))
+        for combo in itertools.product(*(range(e) for e in exts)):
+            h = sum((t % G) * d for t, (_, d, G, _, _) in zip(combo, digits))
+            g = base + sum((t // G) * G * d for t, (_, d, G, _, _) in zip(combo, digits))
+            terms.setdefault(g, {})[h] = ("radix", ent, digits, g - base, h, h)
+    else:
+        for g, hs in parts.items():
+            for h in hs:
+                terms.setdefault(g, {})[h] = ("span", ent, tuple(span), const, g + h, h)
+    baby = {h: b.rot(r, h) for h in sorted({h for t in terms.values() for h in t})}
+    acc = None
+    for g, hs in sorted(terms.items()):
+        inner = None
+        for h, spec in sorted(hs.items()):
+            inner = b.add(inner, b.mul_pt_raw(baby[h], spec))
+        acc = b.add(acc, b.rot(b.rescale(inner), g))
+    return acc
+
+
+def _retile(b: _Builder, o: _Operand, given: Layout, moves: list) -> _TV:
+    """Load an operand whose tiling differs from the plan's: every source ciphertext sends each index range
+    to the plan tile and field place it belongs to (masked rotations, one level), and the pieces that land
+    in one plan tile are added."""
+    labs = sorted(l for l in o.labels if l is not None)
+    gax = {l: ax for l, ax in zip(o.labels, given.axes) if l is not None}
+    keyed = tuple(sorted(l for l in labs if b.fields[l].tiles > 1))
+    moving = [l for l in labs if gax[l].shift != b.fields[l].shift or gax[l].block != b.fields[l].block]
+    moves.append(f"operand {o.index} re-tiled: " + ", ".join(
+        f"{l[0]!r} blocks {gax[l].block} -> {b.fields[l].block}" for l in moving if gax[l].block != b.fields[l].block)
+        + " (one level)")
+    pieces: dict = {}
+    for combo in itertools.product(*(range(ax.tiles) for ax in given.axes)):
+        r = b.load(o.index, given.tile_index(combo), o.level)
+        u = {l: t for l, t in zip(o.labels, combo) if l is not None}
+        ent = tuple((gax[l].size, gax[l].block, gax[l].shift, u[l]) for l in labs)
+        dest = []
+        for l in labs:
+            Bg, Bp = gax[l].block, b.fields[l].block
+            start, ext = u[l] * Bg, gax[l].extent(u[l])
+            dest.append(range(start // Bp, (start + ext - 1) // Bp + 1) if l in moving else range(u[l], u[l] + 1))
+        for tcombo in itertools.product(*dest):
+            t = dict(zip(labs, tcombo))
+            span, const = [], 0
+            for pos, l in enumerate(labs):
+                if l not in moving:
+                    continue
+                Bg, Bp = gax[l].block, b.fields[l].block
+                start, ext = u[l] * Bg, gax[l].extent(u[l])
+                lo, hi = max(0, t[l] * Bp - start), min(ext, (t[l] + 1) * Bp - start)
+                span.append((pos, (1 << gax[l].shift) - (1 << b.fields[l].shift), lo, hi))
+                const += (t[l] * Bp - start) << b.fields[l].shift
+            piece = _joint_part(b, r, ent, tuple(span), const)
+            k = tuple(t[l] for l in keyed)
+            pieces[k] = b.add(pieces.get(k), piece)
+    return _TV(frozenset(labs), keyed, pieces, 0, frozenset())
+
+
 def _move_by_diagonal(b: _Builder, tv: _TV, cur: dict, label: str, dest: int) -> _TV:
     """Move ``label``'s field to the free bits at ``dest`` in 2*width rotations and one level:
     replicate along ``dest``, keep the diagonal (dest index == current index), sum the old field."""
@@ -790,3 +960,80 @@ def _swap_fields(b: _Builder, tv: _TV, cur: dict, l: str, m: str) -> _TV:
             acc = b.add(acc, b.rot(b.rescale(inner), (g * G - (e - 1)) * delta))
         tiles[k] = acc
     return _TV(tv.labels, tv.keyed, tiles, 0, frozenset())
+
+
+def _chain(a: int, held: list, slots: int, length: int):
+    """A shortest sequence of at most ``length`` amounts from ``held`` summing to ``a`` modulo ``slots``."""
+    want = a % slots
+    mods = {h % slots: h for h in held}
+    if want in mods:
+        return [mods[want]]
+    frontier = {0: []}
+    for _ in range(length - 1):
+        nxt = {}
+        for s, seq in frontier.items():
+            for h in held:
+                t = (s + h) % slots
+                if t not in nxt and t not in frontier:
+                    nxt[t] = seq + [h]
+                    if (want - t) % slots in mods:
+                        return nxt[t] + [mods[(want - t) % slots]]
+        frontier = nxt
+    return None
+
+
+def _share_keys(b: _Builder, max_keys) -> tuple:
+    """Rotate by rarely used amounts through amounts that have keys anyway (fewer keys, more key switches).
+
+    Powers of two (sums, replication) and amounts used twice or more keep their keys.  An amount used once
+    is rewritten as a chain of two held amounts when one exists; with ``max_keys``, chains grow to four
+    rotations and the least used amounts go first until the key set fits the budget."""
+    ops = list(b.ops)
+    uses = Counter(op.args[1] for op in ops if op.kind == "rot")
+    if not uses:
+        return tuple(ops)
+
+    def pow2(a):
+        a = abs(a)
+        return a & (a - 1) == 0
+
+    held = {a for a, c in uses.items() if c > 1 or pow2(a)}
+    chains: dict = {}
+    rest = sorted(set(uses) - held, key=lambda a: (uses[a], abs(a)))
+    for a in rest:
+        ch = _chain(a, sorted(held), b.slots, 2)
+        if ch is None:
+            held.add(a)
+        else:
+            chains[a] = ch
+    length = 3
+    while max_keys is not None and len(held) > max_keys and length <= 4:
+        for a in sorted(held, key=lambda a: (uses[a], -abs(a))):
+            if len(held) <= max_keys:
+                break
+            others = sorted(held - {a})
+            ch = _chain(a, others, b.slots, length)
+            if ch is not None:
+                held.discard(a)
+                chains[a] = ch
+        length += 1
+    # a chained amount may use another chained amount: expand until only held amounts remain
+    def expand(a):
+        if a in held:
+            return [a]
+        return [x for c in chains[a] for x in expand(c)]
+    out = []
+    for op in ops:
+        if op.kind != "rot" or op.args[1] in held:
+            out.append(op)
+            continue
+        seq = expand(op.args[1])
+        r = op.args[0]
+        for k, amount in enumerate(seq):
+            dst = op.out if k == len(seq) - 1 else b.n
+            if dst != op.out:
+                b.n += 1
+                b.level[dst] = b.level[op.out]
+            out.append(Op("rot", dst, (r, amount)))
+            r = dst
+    return tuple(out)

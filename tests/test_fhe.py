@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import einc.fhe as fhe
-from einc.errors import FheError, Unsupported
+from einc.errors import FheError
 from einc.fhe import Layout
 
 EINHOPS = [
@@ -86,7 +86,7 @@ def small():
     return fhe.Context("sim", SMALL, depth=6, security=None)
 
 
-@pytest.mark.parametrize("expr,shapes", [
+FEATURES = [
     ("ij,jk", [(3, 4), (4, 5)]),                       # implicit output
     ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)]),    # ellipsis
     ("...ij,jk->...ik", [(1, 3, 4), (4, 5)]),
@@ -108,28 +108,29 @@ def small():
     ("ij,j->i", [(33, 70), (70,)]),
     ("ii->i", [(40, 40)]),
     ("ijk,ikl->ijl", [(5, 6, 7), (5, 7, 3)]),
-])
-@pytest.mark.parametrize("mode", ["plan", "rowmajor", "plain"])
+]
+
+#: plaintext mode only where an operand stays encrypted (a single operand cannot be the plaintext one)
+CASES_FEATURES = [(e, s, m) for e, s in FEATURES for m in ("plan", "rowmajor", "plain") if m != "plain" or len(s) > 1]
+
+
+@pytest.mark.parametrize("expr,shapes,mode", CASES_FEATURES, ids=[f"{e}-{m}" for e, _, m in CASES_FEATURES])
 def test_features_exact(small, expr, shapes, mode):
     rng = np.random.default_rng(sum(map(ord, expr)))
     arrays = [rng.standard_normal(s) for s in shapes]
     if mode == "plain":
-        if len(arrays) < 2:
-            pytest.skip("needs an encrypted operand")
         _check(small, expr, arrays, plain=(0,))
         if len(arrays) > 2:
             _check(small, expr, arrays, plain=(0, len(arrays) - 1))   # two plaintexts merge with numpy
         return
     layouts = list(fhe.plan(expr, *shapes, slots=SMALL // 2).input_layouts) if mode == "plan" else None
+    p = _check(small, expr, arrays, layouts)
     if mode == "rowmajor" and expr in RETILE:
-        # operands tiled independently (row-major) disagree on the tiling: a clear refusal with the fix
-        with pytest.raises(Unsupported, match="input_layouts"):
-            _check(small, expr, arrays, layouts)
-        return
-    _check(small, expr, arrays, layouts)
+        # operands tiled independently (row-major) disagree with the plan's tiling: re-tiled in one level
+        assert any("re-tiled" in m for m in p.moves)
 
 
-#: tiled einsums whose row-major operands would need re-tiling across ciphertexts (not implemented)
+#: tiled einsums whose row-major operands are tiled differently from the plan (re-tiling across ciphertexts)
 RETILE = {"ij,jk->ik", "ij,j->i", "ijk,ikl->ijl"}
 
 
@@ -155,8 +156,10 @@ def test_mixed_levels_modswitch(small):
     rng = np.random.default_rng(4)
     a, b, c = (rng.standard_normal((4, 4)) for _ in range(3))
     x = fhe.einsum("ij,ij->ij", small.encrypt(a), small.encrypt(b))     # one level lower
-    p = small.plan("ij,jk->ik", x, small.encrypt(c))
+    p = small.plan("ij,ij->ij", x, small.encrypt(c))
     assert p.counts.get("modswitch", 0) >= 1
+    y = fhe.einsum("ij,ij->ij", x, small.encrypt(c))
+    np.testing.assert_allclose(small.decrypt(y), a * b * c, atol=1e-9)
     y = fhe.einsum("ij,jk->ik", x, small.encrypt(c))
     np.testing.assert_allclose(small.decrypt(y), (a * b) @ c, atol=1e-9)
 
@@ -264,7 +267,8 @@ def test_forced_output_layout_is_a_real_transpose(ctx):
     rm = Layout.row_major((128, 128), ctx.slots)
     x = ctx.encrypt(a)
     p = ctx.plan("ij->ji", x, out_layout=rm)
-    assert p.depth == 1 and p.moves and p.counts["rot"] <= 32      # baby-step giant-step over 255 diagonals
+    assert p.depth == 1 and p.moves and p.counts["rot"] <= 48      # baby-step giant-step over 255 diagonals
+    assert len(p.rotation_keys) <= 24                  # rarely used amounts chained through shared keys
     ctx.backend.reset_counts()
     y = fhe.einsum("ij->ji", x, out_layout=rm)
     assert dict(ctx.backend.counts) == p.counts and y.layout == rm
@@ -282,9 +286,80 @@ def test_tiled_tensor_file_roundtrip(small, tmp_path):
     np.testing.assert_array_equal(small.decrypt(y), small.decrypt(x))
 
 
+def test_joint_move_spends_one_level(small):
+    """Two fields of one operand moved together cost one level, not two (row-major batched matmul)."""
+    shapes = [(4, 4, 8), (4, 8, 4)]
+    rm = [Layout.row_major(s, SMALL // 2) for s in shapes]
+    p = fhe.plan("ijk,ikl->ijl", *shapes, layouts=rm, slots=SMALL // 2)
+    assert any("one level" in m for m in p.moves) and p.depth == 2
+    rng = np.random.default_rng(10)
+    _check(small, "ijk,ikl->ijl", [rng.standard_normal(s) for s in shapes], rm)
+
+
+def test_picture_marks_a_repeated_label_once():
+    p = fhe.plan("ii->i", (8, 8))
+    line = next(l for l in p.summary().splitlines() if l.strip().startswith("A[ii]"))
+    assert "i:8@" in line and "i':8@" in line                   # the diagonal's second axis is primed
+    bits = line[line.index("[", 5) + 1:line.index("]", line.index("[", 5))]
+    assert bits.count("i") == 3 and bits.count("'") == 3
+
+
+def test_max_keys_budget_chains_rotations(small):
+    shapes = [(8, 16), (16, 8)]
+    rm = [Layout.row_major(s, SMALL // 2) for s in shapes]
+    free = fhe.plan("ik,kj->ij", *shapes, layouts=rm, slots=SMALL // 2)
+    tight = fhe.plan("ik,kj->ij", *shapes, layouts=rm, slots=SMALL // 2, max_keys=len(free.rotation_keys) - 4)
+    assert len(tight.rotation_keys) <= len(free.rotation_keys) - 4
+    assert tight.counts["rot"] > free.counts["rot"]             # the price: more key switches
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    small.backend.reset_counts()
+    y = fhe.einsum("ik,kj->ij", small.encrypt(a), small.encrypt(b), max_keys=len(tight.rotation_keys))
+    assert dict(small.backend.rotations) == small.plan("ik,kj->ij", small.encrypt(a), small.encrypt(b),
+                                                       max_keys=len(tight.rotation_keys)).rotations
+    np.testing.assert_allclose(small.decrypt(y), a @ b, atol=1e-9)
+    with pytest.raises(FheError, match="max_keys"):
+        fhe.plan("ik,kj->ij", *shapes, layouts=rm, slots=SMALL // 2, max_keys=1)
+
+
+def test_key_levels_are_the_levels_used():
+    """sim holds each key at a level, as desilo does: a key made for a later stage cannot rotate a fresh ciphertext."""
+    ctx = fhe.Context("sim", SMALL, depth=3, security=None)
+    shapes = [(8, 16), (16, 8)]
+    p = ctx.plan("ik,kj->ij", *(ctx.encrypt(np.ones(s)) for s in shapes))
+    levels = p.key_levels(ctx.depth)
+    assert max(levels.values()) == ctx.depth and min(levels.values()) < ctx.depth
+    ctx.keygen(p)
+    assert ctx.backend.rotation_key_levels() == levels
+    low = min(levels, key=levels.get)
+    with pytest.raises(FheError, match="level"):
+        ctx.backend.rotate(ctx.backend.encrypt(np.ones(ctx.slots)), low)
+
+
 def test_cli_row_major_shows_moves(capsys):
     from einc.cli import main
 
     assert main(["fhe", "plan", "ik,kj->ij", "--shapes", "16x32,32x32", "--row-major"]) == 0
     out = capsys.readouterr().out
     assert "layout moves:" in out and "stride" in out
+
+
+def test_hoisted_rotations_used_for_baby_steps(monkeypatch):
+    """A backend with ``rotate_many`` gets the baby steps of a move as one hoisted call, same results."""
+    ctx = fhe.Context("sim", SMALL, depth=3, security=None)
+    calls = []
+
+    def rotate_many(ct, amounts):
+        calls.append(tuple(amounts))
+        return [ctx.backend.rotate(ct, k) for k in amounts]
+
+    monkeypatch.setattr(ctx.backend, "rotate_many", rotate_many, raising=False)
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((8, 16)), rng.standard_normal((16, 8))
+    p = ctx.plan("ik,kj->ij", ctx.encrypt(a), ctx.encrypt(b))
+    assert p.moves
+    ctx.backend.reset_counts()
+    y = fhe.einsum("ik,kj->ij", ctx.encrypt(a), ctx.encrypt(b))
+    assert calls and max(len(c) for c in calls) > 1
+    assert dict(ctx.backend.rotations) == p.rotations             # each rotation done exactly once
+    np.testing.assert_allclose(ctx.decrypt(y), a @ b, atol=1e-9)

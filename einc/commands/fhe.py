@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--poly-modulus-degree", "-N", type=int, default=2 ** 15, help="CKKS ring degree (slots = N/2)")
     q.add_argument("--row-major", action="store_true",
                    help="plan for operands already encrypted compactly row-major (default: the planner picks layouts)")
+    q.add_argument("--max-keys", type=int, default=None,
+                   help="rotation-key budget: chain rarely used rotations through shared keys (less key memory)")
     q.add_argument("--ops", action="store_true", help="also list the SIMD program")
     q.add_argument("--json", action="store_true", help="print the plan as JSON")
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         from einc.fhe import Layout
 
         layouts = [None if k in plain else Layout.row_major(s, n // 2) for k, s in enumerate(shapes)]
-    p = plan(args.expr, *shapes, plaintext=plain, layouts=layouts, slots=n // 2)
+    p = plan(args.expr, *shapes, plaintext=plain, layouts=layouts, slots=n // 2, max_keys=args.max_keys)
     if args.json:
         print(json.dumps(p.to_json(), indent=2))
     else:

@@ -92,7 +92,8 @@ class SealBackend:
         return self.secret_key is not None
 
     # ------------------------------------------------------------------ keys
-    def make_rotation_keys(self, amounts):
+    def make_rotation_keys(self, amounts, levels=None):
+        # SEAL makes every Galois key at the key level (the whole chain): ``levels`` cannot shrink them
         amounts = sorted({int(a) for a in amounts} - self.rotation_keys())
         if not amounts:
             return

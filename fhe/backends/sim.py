@@ -31,10 +31,11 @@ class SimBackend:
         self.has_secret = True
         self.counts: Counter = Counter()
         self.rotations: Counter = Counter()
-        self._keys: set = set()
+        self._keys: dict = {}            # amount -> level of its key (as desilo: a key serves its level and below)
         if files is not None:
             meta = json.loads(files["sim.json"])
-            self._keys = set(meta["rotation_keys"])
+            levels = meta.get("key_levels", {})
+            self._keys = {int(a): int(levels.get(str(a), depth)) for a in meta["rotation_keys"]}
             self.has_secret = "secret" in files
 
     def reset_counts(self):
@@ -42,10 +43,15 @@ class SimBackend:
         self.rotations.clear()
 
     # keys
-    def make_rotation_keys(self, amounts):
+    def make_rotation_keys(self, amounts, levels: dict | None = None):
         if not self.has_secret:
             raise FheError("rotation keys can only be made where the secret key is")
-        self._keys |= {int(a) for a in amounts}
+        for a in amounts:
+            lvl = min(self.depth, int((levels or {}).get(a, self.depth)))
+            self._keys[int(a)] = max(lvl, self._keys.get(int(a), -1))
+
+    def rotation_key_levels(self) -> dict:
+        return dict(self._keys)
 
     def probe_rotation(self, ct, k):
         return np.roll(ct.vec, -k)
@@ -116,6 +122,8 @@ class SimBackend:
     def rotate(self, a, k):
         if k not in self._keys:
             raise FheError(f"no rotation key for amount {k}; the context has keys for {sorted(self._keys)}")
+        if a.level > self._keys[k]:
+            raise FheError(f"the rotation key for {k} is at level {self._keys[k]}, the ciphertext at {a.level}")
         if a.size != 2:
             raise FheError("rotating a ciphertext that is not relinearized")
         self.counts["rot"] += 1
@@ -124,7 +132,8 @@ class SimBackend:
 
     # serialization
     def export(self, secret: bool) -> dict:
-        files = {"sim.json": json.dumps({"rotation_keys": sorted(self._keys)}).encode()}
+        files = {"sim.json": json.dumps({"rotation_keys": sorted(self._keys),
+                                         "key_levels": {str(a): v for a, v in self._keys.items()}}).encode()}
         if secret and self.has_secret:
             files["secret"] = b"sim"
         return files
