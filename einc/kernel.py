@@ -1,0 +1,530 @@
+"""``einc.compile``: a reusable compiled einsum kernel, and ``einc.load`` for exported ones.
+
+    k = einc.compile("ik,kj->ij", (512, 256), (256, 128))          # shapes, float32
+    k = einc.compile("bik,bkj->bij", a, b)                          # or example arrays
+    c = k(a, b)                                                     # numpy in, numpy out
+    k.export("mm.so"); k2 = einc.load("mm.so")                     # + mm.so.json sidecar
+
+A ``Kernel`` checks shapes and dtypes at call time (errors name the operand), takes numpy arrays and
+any CPU DLPack producer (zero-copy when the data are C-contiguous and 64-byte aligned, otherwise
+copied into an aligned buffer: TVM's vector code assumes that alignment), and returns numpy arrays
+for numpy inputs (torch tensors for torch inputs).  Programs with a zero-size value never reach TVM:
+their result is computed by ``ir.interp`` (empty or all-zero arrays).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from typing import Any, Sequence
+
+import numpy as np
+
+from einc.errors import EincError, EincTypeError, ShapeMismatch, Unsupported
+from einc.ir.nodes import Cast, Einsum, Program, Value
+from einc.ir.types import TensorType, dtype_name, np_dtype
+
+ALIGN = 64
+SIDECAR_SUFFIX = ".json"
+FORMAT = "einc-kernel/1"
+
+
+# ------------------------------------------------------------------------------------------------
+# program <-> JSON (the sidecar must not depend on the text printer)
+
+
+def program_to_json(prog: Program) -> dict:
+    body = []
+    for op in prog.body:
+        if isinstance(op, Einsum):
+            body.append({"op": "einsum", "result": op.result, "operands": list(op.operands),
+                         "inputs": list(op.inputs), "output": op.output,
+                         "shape": list(op.type.shape), "dtype": op.type.dtype})
+        else:
+            body.append({"op": "cast", "result": op.result, "operand": op.operand,
+                         "shape": list(op.type.shape), "dtype": op.type.dtype})
+    return {"inputs": [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in prog.inputs],
+            "body": body, "outputs": list(prog.outputs)}
+
+
+def program_from_json(d: dict) -> Program:
+    ins = tuple(Value(v["name"], TensorType(tuple(v["shape"]), v["dtype"])) for v in d["inputs"])
+    body = []
+    for o in d["body"]:
+        t = TensorType(tuple(o["shape"]), o["dtype"])
+        if o["op"] == "einsum":
+            body.append(Einsum(o["result"], tuple(o["operands"]), tuple(o["inputs"]), o["output"], t))
+        else:
+            body.append(Cast(o["result"], o["operand"], t))
+    return Program(ins, tuple(body), tuple(d["outputs"]))
+
+
+def _program_text(prog: Program) -> str:
+    try:
+        from einc.ir.printer import print_program  # type: ignore
+
+        return print_program(prog)
+    except Exception:  # noqa: BLE001 - the printer is optional here
+        lines = [f"input {v.name}: {v.type}" for v in prog.inputs]
+        for op in prog.body:
+            if isinstance(op, Einsum):
+                lines.append(f"{op.result}: {op.type} = einsum(\"{op.subscripts}\", {', '.join(op.operands)})")
+            else:
+                lines.append(f"{op.result}: {op.type} = cast({op.operand})")
+        lines.append("return " + ", ".join(prog.outputs))
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# arrays
+
+
+def _addr(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]  # cheaper than a.ctypes.data
+
+
+def aligned_empty(shape, dtype, align: int = ALIGN) -> np.ndarray:
+    """An uninitialised C-contiguous numpy array whose data start on an ``align``-byte boundary."""
+    dt = np.dtype(dtype)
+    n = dt.itemsize
+    for s in shape:
+        n *= int(s)
+    raw = np.empty(n + align, np.uint8)
+    off = (-_addr(raw)) % align
+    return raw[off:off + n].view(dt).reshape(shape)
+
+
+def _is_aligned(a: np.ndarray) -> bool:
+    return a.flags.c_contiguous and _addr(a) % ALIGN == 0
+
+
+def _storage_view(a: np.ndarray, dtype: str) -> np.ndarray:
+    return a.view(np.uint16) if dtype == "bfloat16" else a
+
+
+class _Frame:
+    """What kind of arrays the caller passed (to give back the same kind)."""
+
+    def __init__(self):
+        self.torch = None
+
+    def to_numpy(self, x: Any, what: str) -> np.ndarray:
+        if isinstance(x, np.ndarray):
+            return x
+        if hasattr(x, "__dlpack__") and not isinstance(x, (list, tuple)):
+            if type(x).__module__.startswith("torch"):
+                self.torch = self.torch or __import__("torch")
+            try:
+                return np.from_dlpack(x)
+            except Exception as e:  # noqa: BLE001 - device, dtype or grad problems of the producer
+                raise EincTypeError(f"{what}: cannot take this {type(x).__name__} through DLPack "
+                                    f"({str(e).strip().splitlines()[0]}); pass a CPU array") from None
+        return np.asarray(x)
+
+    def give_back(self, arr: np.ndarray):
+        if self.torch is not None:
+            try:
+                return self.torch.from_dlpack(arr)
+            except Exception:  # noqa: BLE001 - e.g. a dtype torch lacks: numpy is fine
+                return arr
+        return arr
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+class Kernel:
+    """A compiled program.  Call it like the einsum it came from: ``k(*arrays, out=None)``."""
+
+    def __init__(self, program: Program, built=None, *, target: str | None = None, rt_mod=None,
+                 subscripts: str | None = None, source_program: Program | None = None, pipeline: str | None = None):
+        self.program = program
+        self.built = built
+        self.subscripts = subscripts
+        self.source_program = source_program or program
+        self.pipeline = pipeline
+        self.target = target or (built.target if built is not None else None)
+        self._rt = rt_mod if rt_mod is not None else (built.rt_mod if built is not None else None)
+        self._fn = self._rt["main"] if self._rt is not None else None
+        self.in_types = [v.type for v in program.inputs]
+        types = program.types()
+        self.out_types = [types[o] for o in program.outputs]
+        self.interpreted = self._fn is None
+        self._perm = _permutation_of_input(program)
+        # hot path: plain aligned numpy arrays of the exact dtypes and shapes, no out=
+        self._in_specs = [(np_dtype(t.dtype), t.shape) for t in self.in_types]
+        self._out_specs = [(np_dtype(t.dtype), t.shape, t.dtype == "bfloat16") for t in self.out_types]
+        self._fast = (self._fn is not None and self._perm is None and
+                      not any(t.dtype == "bfloat16" for t in self.in_types))
+
+    # -- calling ----------------------------------------------------------------------------------
+
+    def _name(self, i: int) -> str:
+        return f"operand {i} ({self.program.inputs[i].name})"
+
+    def _check(self, i: int, a: np.ndarray) -> None:
+        t = self.in_types[i]
+        if a.dtype != np_dtype(t.dtype):
+            raise EincTypeError(f"{self._name(i)}: dtype {a.dtype} but the kernel was compiled for {t.dtype}")
+        if tuple(a.shape) != t.shape:
+            raise ShapeMismatch(f"{self._name(i)}: shape {tuple(a.shape)} but the kernel was compiled for {t.shape}")
+
+    def _prepare_input(self, i: int, x: Any, frame: _Frame) -> np.ndarray:
+        t = self.in_types[i]
+        a = frame.to_numpy(x, self._name(i))
+        want = np_dtype(t.dtype)
+        if a.dtype != want:
+            if isinstance(x, np.ndarray) or hasattr(x, "__dlpack__") or a.ndim > 0 and not isinstance(x, (list, tuple)):
+                raise EincTypeError(f"{self._name(i)}: dtype {a.dtype} but the kernel was compiled for {t.dtype}; "
+                                    f"cast it (a.astype('{t.dtype}')) or compile for {a.dtype}")
+            a = np.asarray(a, dtype=want)
+        if tuple(a.shape) != t.shape:
+            raise ShapeMismatch(f"{self._name(i)}: shape {tuple(a.shape)} but the kernel was compiled for {t.shape}")
+        if self.interpreted:
+            return a
+        if not _is_aligned(a):
+            b = aligned_empty(a.shape, a.dtype)
+            b[...] = a
+            a = b
+        return _storage_view(a, t.dtype)
+
+    def _prepare_out(self, j: int, o: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        t = self.out_types[j]
+        if not isinstance(o, np.ndarray):
+            raise EincTypeError(f"out[{j}]: expected a numpy array, got {type(o).__name__}")
+        if o.shape != t.shape or o.dtype != np_dtype(t.dtype):
+            raise ShapeMismatch(f"out[{j}]: {o.dtype}{list(o.shape)} but the result is {t.dtype}{list(t.shape)}")
+        if _is_aligned(o) and o.flags.writeable:
+            return o, None
+        return aligned_empty(t.shape, np_dtype(t.dtype)), o
+
+    def __call__(self, *arrays, out=None):
+        n = len(self.in_types)
+        if len(arrays) != n:
+            raise EincError(f"kernel takes {n} operand{'s' * (n != 1)}, got {len(arrays)}")
+        # --- cuda (gpu helper): device arrays in/out through DLPack, host arrays copied ---
+        if not self.interpreted and _is_cuda_target(self.target):
+            from einc.lowering.gpu_arrays import call as _cuda_call
+
+            return _cuda_call(self, arrays, out)
+        # --- end cuda ---
+        if out is None and self._fast:
+            ok = True
+            for x, (dt, shp) in zip(arrays, self._in_specs):
+                if type(x) is not np.ndarray or x.dtype != dt or x.shape != shp or not x.flags.c_contiguous \
+                        or _addr(x) % ALIGN:
+                    ok = False
+                    break
+            if ok:
+                outs = [aligned_empty(shp, dt) for dt, shp, _ in self._out_specs]
+                try:
+                    self._fn(*arrays, *[o.view(np.uint16) if bf else o for o, (_, _, bf) in zip(outs, self._out_specs)])
+                except Exception as e:  # noqa: BLE001 - arguments were checked; a TVM runtime failure
+                    from einc.errors import CompileError
+
+                    raise CompileError(f"kernel call failed at run time: {type(e).__name__}: "
+                                       f"{str(e).strip().splitlines()[-1][:300]}") from e
+                return outs[0] if len(outs) == 1 else tuple(outs)
+        frame = _Frame()
+        if self._perm is not None and out is None:  # like numpy.einsum: a permutation is a view
+            i, perm = self._perm
+            a = frame.to_numpy(arrays[i], self._name(i))
+            self._check(i, a)
+            return frame.give_back(np.transpose(a, perm))
+        ins = [self._prepare_input(i, x, frame) for i, x in enumerate(arrays)]
+        single = len(self.out_types) == 1
+        outs_user = None if out is None else ([out] if single and not isinstance(out, (list, tuple)) else list(out))
+        if outs_user is not None and len(outs_user) != len(self.out_types):
+            raise EincError(f"out: {len(self.out_types)} arrays expected, got {len(outs_user)}")
+        if self.interpreted:
+            from einc.ir.interp import run
+
+            res = run(self.program, *ins)
+            if outs_user is not None:
+                for j, (o, r) in enumerate(zip(outs_user, res)):
+                    self._prepare_out(j, o)
+                    o[...] = r
+                res = outs_user
+        else:
+            pairs = [self._prepare_out(j, o) for j, o in enumerate(outs_user)] if outs_user is not None else \
+                [(aligned_empty(t.shape, np_dtype(t.dtype)), None) for t in self.out_types]
+            try:
+                self._fn(*ins, *[_storage_view(p[0], t.dtype) for p, t in zip(pairs, self.out_types)])
+            except Exception as e:  # noqa: BLE001 - arguments were checked; this is a TVM runtime failure
+                from einc.errors import CompileError
+
+                raise CompileError(f"kernel call failed at run time: {type(e).__name__}: "
+                                   f"{str(e).strip().splitlines()[-1][:300]}") from e
+            res = []
+            for buf, user in pairs:
+                if user is not None:
+                    user[...] = buf
+                    buf = user
+                res.append(buf)
+        res = [frame.give_back(r) for r in res]
+        return res[0] if single else tuple(res)
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    def explain(self) -> str:
+        lines = []
+        if self.subscripts:
+            lines.append(f"einsum {self.subscripts!r}")
+        lines.append(f"target  {self.target or 'interp'}")
+        if self.pipeline:
+            lines.append(f"pipeline {self.pipeline}")
+        lines.append("program:")
+        lines += ["  " + ln for ln in _program_text(self.program).splitlines()]
+        if self.interpreted:
+            lines.append("runs in the numpy interpreter (zero-size values: nothing to compile)")
+        elif self.built is not None:
+            lines.append("schedules:")
+            for blk, cls, desc in self.built.plan:
+                lines.append(f"  {blk:<16} {cls:<12} {desc}")
+            lines.append("timings: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in self.built.timings.items()))
+        else:
+            lines.append("loaded from a shared library")
+        return "\n".join(lines)
+
+    def source(self, kind: str = "ir") -> str:
+        if kind == "ir":
+            return _program_text(self.program)
+        if kind == "tir":
+            if self.built is None:
+                raise Unsupported("no TIR for this kernel (interpreted, or loaded from a library)")
+            return self.built.tir()
+        raise EincError(f"source kind {kind!r}: expected 'ir' or 'tir'")
+
+    def __repr__(self):
+        sig = ", ".join(str(t) for t in self.in_types)
+        return f"<einc.Kernel {self.subscripts or 'program'} ({sig}) -> {', '.join(map(str, self.out_types))}>"
+
+    # -- export / load ----------------------------------------------------------------------------
+
+    def metadata(self) -> dict:
+        from einc.lowering._tvm import VERSION
+
+        return {"format": FORMAT, "subscripts": self.subscripts, "program": program_to_json(self.program),
+                "program_text": _program_text(self.program), "target": self.target, "tvm_version": VERSION,
+                "pipeline": self.pipeline, "interpreted": self.interpreted}
+
+    def export(self, path: str | os.PathLike) -> str:
+        """Write the kernel as a shared library at ``path`` and its metadata at ``path + '.json'``."""
+        path = os.fspath(path)
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        if not self.interpreted:
+            fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".so", dir=d, prefix=".einc-")
+            os.close(fd)
+            try:
+                self._rt.export_library(tmp)
+                os.replace(tmp, path)
+            except Exception as e:  # noqa: BLE001
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                from einc.errors import CompileError
+
+                raise CompileError(f"export to {path} failed: {type(e).__name__}: {str(e).strip()[:300]}") from e
+        _atomic_write(path + SIDECAR_SUFFIX, json.dumps(self.metadata(), indent=1))
+        return path
+
+
+def _permutation_of_input(prog: Program):
+    """(input index, axes) when the program's one output is an axis permutation of an input."""
+    if len(prog.body) != 1 or len(prog.outputs) != 1:
+        return None
+    op = prog.body[0]
+    if not isinstance(op, Einsum) or op.arity != 1 or op.result != prog.outputs[0]:
+        return None
+    labs = op.inputs[0]
+    names = [v.name for v in prog.inputs]
+    if op.operands[0] not in names or len(set(labs)) != len(labs) or sorted(labs) != sorted(op.output):
+        return None
+    if prog.type_of(op.operands[0]).dtype != op.type.dtype:
+        return None
+    return names.index(op.operands[0]), tuple(labs.index(c) for c in op.output)
+
+
+# --- cuda (gpu helper) ---
+@functools.lru_cache(maxsize=64)  # (memoised by the CPU side: called on every kernel call)
+def _is_cuda_target(target) -> bool:
+    if not target:
+        return False
+    try:
+        return json.loads(target).get("kind") == "cuda"
+    except (TypeError, ValueError, AttributeError):
+        return False
+# --- end cuda ---
+
+
+def _atomic_write(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".einc-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str | os.PathLike) -> Kernel:
+    """A ``Kernel`` from a library written by ``Kernel.export`` (needs its ``.json`` sidecar)."""
+    from einc.errors import CacheError
+
+    path = os.fspath(path)
+    try:
+        with open(path + SIDECAR_SUFFIX) as f:
+            meta = json.load(f)
+        prog = program_from_json(meta["program"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CacheError(f"{path}: cannot read the kernel metadata {path + SIDECAR_SUFFIX}: {e}") from None
+    if meta.get("interpreted"):
+        return Kernel(prog, subscripts=meta.get("subscripts"), pipeline=meta.get("pipeline"))
+    from einc.lowering._tvm import load_module
+
+    try:
+        rt = load_module(path)
+    except Exception as e:  # noqa: BLE001
+        raise CacheError(f"{path}: TVM cannot load this library: {str(e).strip().splitlines()[-1][:300]}") from None
+    return Kernel(prog, target=meta.get("target"), rt_mod=rt, subscripts=meta.get("subscripts"),
+                  pipeline=meta.get("pipeline"))
+
+
+# ------------------------------------------------------------------------------------------------
+# compile
+
+
+def _shape_and_dtype(x: Any, dtype, i: int):
+    if isinstance(x, (tuple, list)) and all(isinstance(s, (int, np.integer)) for s in x):
+        return tuple(int(s) for s in x), dtype_name(dtype or "float32")
+    if isinstance(x, (int, np.integer)):
+        return (int(x),), dtype_name(dtype or "float32")
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        try:
+            dt = dtype_name(dtype) if dtype is not None else dtype_name(np.dtype(str(x.dtype).replace("torch.", "")))
+        except (TypeError, ValueError, EincTypeError):
+            dt = dtype_name(_Frame().to_numpy(x, f"operand {i}").dtype)
+        return tuple(int(s) for s in x.shape), dt
+    a = np.asarray(x)
+    return a.shape, dtype_name(dtype or a.dtype)
+
+
+def _dtypes_for(dtype, n: int):
+    if dtype is None or isinstance(dtype, (str, np.dtype, type)):
+        return [dtype] * n
+    ds = list(dtype)
+    if len(ds) != n:
+        raise EincError(f"dtype: {n} operands but {len(ds)} dtypes")
+    return ds
+
+
+def _parse(subscripts: str, shapes, dtypes) -> Program:
+    try:
+        from einc.frontend.subscripts import parse_subscripts
+    except ImportError:
+        parse_subscripts = None
+    if parse_subscripts is not None:
+        return parse_subscripts(subscripts, shapes).to_program(dtypes)
+    # fallback until the frontend lands: explicit or implicit output, no ellipsis
+    from einc.errors import ParseError
+    from einc.ir import TensorType, single_einsum
+
+    s = subscripts.replace(" ", "")
+    if "." in s:
+        raise ParseError("ellipsis needs einc.frontend")
+    if "->" not in s:
+        labs = s.replace(",", "")
+        s = s + "->" + "".join(sorted(c for c in set(labs) if labs.count(c) == 1))
+    return single_einsum(s, [TensorType(sh, dt) for sh, dt in zip(shapes, dtypes)])
+
+
+def pipeline_for(optimize="auto", pipeline: str | None = None) -> str | None:
+    """The pass pipeline string for numpy's ``optimize`` argument (an explicit ``pipeline`` wins).
+
+    ``"auto"``/``True``: the default pipeline; an optimizer name (``"greedy"``, ``"optimal"``, ``"dp"``...)
+    or an explicit path (``["einsum_path", (0, 1), (0, 1)]``) sets ``decompose{path=...}``; ``False``
+    keeps n-ary einsums whole (no ``decompose``).
+    """
+    if pipeline is not None:
+        return pipeline
+    try:
+        from einc.ir import passes as P
+    except ImportError:
+        return None
+    spec = getattr(P, "DEFAULT", None)
+    if not isinstance(spec, str):
+        return None
+    stages = [st.strip() for st in _split_top(spec)]
+    if optimize is False:
+        stages = [st for st in stages if not st.startswith("decompose")]
+    elif optimize not in (True, None, "auto"):
+        if isinstance(optimize, (list, tuple)):
+            from einc.ir.passes.decompose import path_option
+
+            steps = [st for st in optimize if not isinstance(st, str)]
+            path = path_option(steps)
+        else:
+            path = str(optimize)
+        stages = [f"decompose{{path={path}}}" if st.startswith("decompose") else st for st in stages]
+    return ",".join(stages)
+
+
+def _split_top(spec: str) -> list[str]:
+    """Split a pipeline string at the commas outside ``{...}``."""
+    out, depth, cur = [], 0, ""
+    for ch in spec:
+        depth += ch == "{"
+        depth -= ch == "}"
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _run_pipeline(prog: Program, optimize, pipeline):
+    spec = pipeline_for(optimize, pipeline)
+    if spec is None:
+        return prog, None
+    from einc.ir import passes as P
+
+    return P.run_pipeline(prog, spec), spec
+
+
+def compile_program(prog: Program, target="llvm", *, subscripts: str | None = None,
+                    source_program: Program | None = None, pipeline: str | None = None,
+                    schedule: bool = True) -> Kernel:
+    """A ``Kernel`` for an IR program as it is (no passes run here)."""
+    from einc.ir.verify import verify
+
+    verify(prog)
+    from einc.lowering.lower import check_supported, has_zero_size
+
+    check_supported(prog)
+    if has_zero_size(prog):
+        return Kernel(prog, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
+    from einc.lowering.build import build
+
+    built = build(prog, target, schedule=schedule)
+    return Kernel(prog, built, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
+
+
+def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optimize="auto",
+            pipeline: str | None = None) -> Kernel:  # noqa: A001 - mirrors numpy/torch naming
+    """Compile ``subscripts`` for operands of these shapes (float32 unless ``dtype``) or like these arrays."""
+    if not isinstance(subscripts, str):
+        raise EincTypeError(f"subscripts must be a string, got {type(subscripts).__name__}")
+    dts = _dtypes_for(dtype, len(shapes_or_arrays))
+    sd = [_shape_and_dtype(x, d, i) for i, (x, d) in enumerate(zip(shapes_or_arrays, dts))]
+    prog0 = _parse(subscripts, [s for s, _ in sd], [d for _, d in sd])
+    prog, spec = _run_pipeline(prog0, optimize, pipeline)
+    return compile_program(prog, target, subscripts=subscripts, source_program=prog0, pipeline=spec)
+
+
+__all__ = ["Kernel", "compile", "compile_program", "load", "aligned_empty", "program_to_json", "program_from_json"]

@@ -1,0 +1,104 @@
+"""The one module of einc that imports TVM.
+
+Everything else in einc reaches TVM through the names re-exported here, so ``import einc`` and the
+CLI's ``--help`` never pay for TVM (importing it takes 1-5 s), and a TVM API move touches one file.
+"""
+from __future__ import annotations
+
+import tvm  # noqa: F401  (the only `import tvm` in einc)
+import tvm_ffi  # noqa: F401
+from tvm import s_tir, te, tirx  # noqa: F401
+from tvm.runtime import Executable  # noqa: F401
+
+VERSION: str = tvm.__version__
+
+#: TVM raises builtin exceptions (RuntimeError, ValueError, ...) plus these; all derive from Exception.
+TVM_ERRORS: tuple[type[BaseException], ...] = (Exception,)
+
+
+def cpu_name() -> str:
+    """The LLVM name of the host CPU (``znver3``, ``skylake-avx512``...), never ``native``."""
+    return str(tvm.target.codegen.llvm_get_system_cpu())
+
+
+def make_target(spec) -> "tvm.target.Target":
+    """A ``tvm.target.Target`` from a dict, a JSON string, a tag, or an existing Target."""
+    if isinstance(spec, tvm.target.Target):
+        return spec
+    return tvm.target.Target(spec)
+
+
+def has_feature(feature: str, target) -> bool:
+    try:
+        return bool(tvm.target.codegen.llvm_cpu_has_features(feature, target))
+    except Exception:  # noqa: BLE001 - not an LLVM target
+        return False
+
+
+def compile_mod(mod, target):
+    """``tvm.compile`` for a scheduled IRModule: an Executable with ``main``."""
+    return tvm.compile(mod, target=target)
+
+
+def load_module(path: str):
+    return tvm.runtime.load_module(path)
+
+
+def cpu_device():
+    return tvm.cpu(0)
+
+
+def empty(shape, dtype):
+    return tvm.runtime.empty(tuple(shape), dtype, tvm.cpu(0))
+
+
+def from_dlpack(x):
+    return tvm.runtime.from_dlpack(x)
+
+
+def tensor(x):
+    return tvm.runtime.tensor(x, tvm.cpu(0))
+
+
+# --- CUDA helpers (gpu helper; additive) ---------------------------------------------------------
+
+
+def cuda_device(index: int = 0):
+    return tvm.cuda(index)
+
+
+def cuda_exists(index: int = 0) -> bool:
+    try:
+        return bool(tvm.cuda(index).exist)
+    except Exception:  # noqa: BLE001 - no driver at all
+        return False
+
+
+def cuda_compute_version(index: int = 0) -> str | None:
+    """``"9.0"`` for an H100; None when no GPU is present."""
+    if not cuda_exists(index):
+        return None
+    try:
+        return str(tvm.cuda(index).compute_version)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def empty_on(shape, dtype, dev):
+    return tvm.runtime.empty(tuple(shape), dtype, dev)
+
+
+def tensor_on(x, dev):
+    return tvm.runtime.tensor(x, dev)
+
+
+def is_tvm_tensor(x) -> bool:
+    return isinstance(x, tvm.runtime.Tensor)
+def dlight_gpu_default(mod, target):
+    """TVM's rule-based default GPU schedules (``tvm.s_tir.dlight``) applied to ``mod``."""
+    from tvm.s_tir import dlight as dl
+
+    with make_target(target):
+        return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                       dl.gpu.GeneralReduction(), dl.gpu.Transpose(), dl.gpu.Fallback())(mod)
+# --- end CUDA helpers ---

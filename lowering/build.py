@@ -1,0 +1,184 @@
+"""Build: a verified einc ``Program`` -> a compiled TVM runtime module with ``main``.
+
+Stages, each timed into ``Built.timings`` and each failure reported as ``CompileError`` naming it:
+
+    lower     ir -> one TE PrimFunc (``lowering.lower``)
+    schedule  per-step CPU schedules (``lowering.schedules_cpu``), or none with ``schedule=False``
+    compile   ``tvm.compile`` (TIR pipeline + LLVM codegen)
+
+Zero-size programs are refused here (``Unsupported``): ``einc.kernel`` answers them without TVM.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from einc.errors import CompileError, EincError, Unsupported
+from einc.ir.nodes import Program
+
+from . import target as _target
+
+
+@dataclass
+class Built:
+    program: Program
+    target: str  # canonical JSON of the TVM target
+    rt_mod: object  # tvm.runtime.Module with the function "main"
+    mod: object = None  # the scheduled IRModule (None for a module loaded from disk)
+    lowered: object = None  # lower.Lowered
+    plan: list = field(default_factory=list)  # per step: (block, shape class, schedule description)
+    timings: dict = field(default_factory=dict)
+    tvm_version: str = ""
+
+    def tir(self) -> str:
+        """The scheduled TensorIR of ``main`` as TVMScript."""
+        if self.mod is None:
+            raise Unsupported("this kernel was loaded from a library: its TIR is not available")
+        return self.mod.script()
+
+    @property
+    def main(self):
+        return self.rt_mod["main"]
+
+    def run(self, in_arrays, out_arrays) -> None:
+        """Call ``main(*in_arrays, *out_arrays)``; arrays are TVM tensors or 64-byte aligned,
+        C-contiguous numpy arrays of the storage dtypes (see ``einc.kernel`` for a safe wrapper)."""
+        self.main(*in_arrays, *out_arrays)
+
+    def export(self, path: str) -> None:
+        self.rt_mod.export_library(path)
+
+
+def _stage(name: str, fn, *args, **kw):
+    t0 = time.perf_counter()
+    try:
+        out = fn(*args, **kw)
+    except EincError:
+        raise
+    except Exception as e:  # noqa: BLE001 - TVM raises builtin types, InternalError, ScheduleError
+        msg = str(e).strip().splitlines()
+        head = next((ln for ln in msg if ln.startswith("Error message")), None) or \
+            next((ln for ln in msg if "rror" in ln or "Check failed" in ln), msg[-1] if msg else "")
+        raise CompileError(f"TVM failed in stage '{name}': {type(e).__name__}: {head.strip()[:300]}") from e
+    return out, time.perf_counter() - t0
+
+
+def _ms_build(mod, target, _params):
+    # MetaSchedule's default build function first imports tvm.s_tir.tensor_intrin (~40 s), longer
+    # than the builder's timeout, so every trial would fail: build without it
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    from ._tvm import tvm
+
+    return tvm.tirx.build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+def tune_dir_default() -> str:
+    import os
+
+    env = os.environ.get("EINC_TUNE_DIR")
+    if env:
+        return env
+    import platformdirs
+
+    return os.path.join(platformdirs.user_cache_dir("einc"), "tune")
+
+
+def _tune(low, tvm_target, trials: int, work_dir: str | None):
+    """MetaSchedule over the unscheduled PrimFunc; the database persists in ``work_dir``.
+
+    Returns the best scheduled IRModule, or None when tuning found nothing that builds.
+    """
+    import os
+
+    from ._tvm import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    work_dir = work_dir or tune_dir_default()
+    os.makedirs(work_dir, exist_ok=True)
+    mod = tvm.IRModule({"main": low.func})
+    cores = int(tvm_target.attrs.get("num-cores", 1)) if "num-cores" in tvm_target.attrs else 1
+    db = ms.tune_tir(
+        mod, tvm_target, work_dir=work_dir, max_trials_global=trials, num_trials_per_iter=min(trials, 16),
+        builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120, f_build=_ms_build),
+        runner=ms.runner.LocalRunner(timeout_sec=60),
+        strategy=ms.search_strategy.EvolutionarySearch(population_size=64, genetic_num_iters=2),
+        cost_model="random", num_tuning_cores=max(1, cores), seed=0)
+    sch = ms.tir_integration.compile_tir(db, mod, tvm_target)
+    return None if sch is None else sch.mod
+
+
+def build(prog: Program, target=None, *, schedule: bool = True, tune: int = 0,
+          tune_dir: str | None = None) -> Built:
+    """Lower, schedule and compile ``prog`` for ``target`` (``None``/"llvm": the host CPU).
+
+    ``tune=N`` (N > 0) runs MetaSchedule for N trials over the whole PrimFunc instead of the hand
+    schedules (``tune_dir``, default ``$EINC_TUNE_DIR`` or the user cache, keeps its database so a
+    second build of the same program replays the best schedule); if tuning finds nothing, the hand
+    schedules are used.  Tuning needs ``psutil`` and ``cloudpickle`` and takes minutes.
+    """
+    from einc.ir.verify import verify
+
+    from . import lower as _lower
+    from ._tvm import VERSION, compile_mod, tvm
+
+    verify(prog)
+    tjson = _target.resolve(target)
+    # --- cuda (gpu helper) ---
+    if _target.kind(tjson) == "cuda":
+        if _lower.has_zero_size(prog):
+            raise Unsupported("program has a zero-size value; einc.kernel runs such programs without TVM")
+        return _build_cuda(prog, tjson, schedule)
+    # --- end cuda ---
+    if _target.kind(tjson) != "llvm":
+        raise Unsupported(f"einc.lowering.build compiles CPU (llvm) targets; got {tjson}")
+    if _lower.has_zero_size(prog):
+        raise Unsupported("program has a zero-size value; einc.kernel runs such programs without TVM")
+    timings = {}
+    tvm_target = _target.to_tvm(tjson)
+    plans = {}
+    if tune and tune > 0:
+        low, timings["lower"] = _stage("lower", _lower.lower, prog, {})
+        tuned, timings["tune"] = _stage("tune", _tune, low, tvm_target, int(tune), tune_dir)
+        if tuned is not None:
+            plan = [(s.block, "tuned", f"MetaSchedule, {tune} trials") for s in low.steps]
+            ex, timings["compile"] = _stage("compile", compile_mod, tuned, tvm_target)
+            timings["schedule"] = 0.0
+            return Built(prog, tjson, ex.mod, tuned, low, plan, timings, VERSION)
+    if schedule:
+        from . import schedules_cpu
+
+        plans = schedules_cpu.plan_steps(prog, tjson)
+    low, timings["lower"] = _stage("lower", _lower.lower, prog, plans)
+    if schedule:
+        (mod, plan), timings["schedule"] = _stage("schedule", schedules_cpu.schedule, low, tjson)
+    else:
+        mod, plan = tvm.IRModule({"main": low.func}), [(s.block, "none", "naive loop nest") for s in low.steps]
+        timings["schedule"] = 0.0
+    ex, timings["compile"] = _stage("compile", compile_mod, mod, tvm_target)
+    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
+
+
+# --- cuda (gpu helper) ---------------------------------------------------------------------------
+
+
+def _build_cuda(prog: Program, tjson: str, schedule: bool) -> Built:
+    """Lower, schedule (``schedules_gpu``; ``schedule=False`` only binds loops to threads, the GPU
+    equivalent of the naive loop nest) and generate CUDA C.  Works without a GPU: the binary is made
+    by NVRTC/nvcc when the module is first loaded where a driver exists."""
+    from . import lower as _lower
+    from . import schedules_gpu
+    from ._tvm import VERSION, compile_mod
+
+    timings = {}
+    low, timings["lower"] = _stage("lower", _lower.lower, prog, {})
+    if schedule:
+        (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule, low, tjson)
+    else:
+        (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule_naive, low)
+    ex, timings["compile"] = _stage("compile", compile_mod, mod, _target.to_tvm(tjson))
+    kinds = [m.kind for m in ex.mod.imports]
+    if "cuda" not in kinds:
+        raise CompileError(f"CUDA build produced no device code (imports {kinds}): a loop nest was left unbound")
+    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
+# --- end cuda ---

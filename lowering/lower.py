@@ -1,0 +1,314 @@
+"""Lowering: an einc ``Program`` -> one TVM ``PrimFunc`` ``main(inputs..., outputs...)``.
+
+Choice: ONE PrimFunc built by ``te.create_prim_func`` over every step, not Relax.  Each step is a
+TE compute (a named block); intermediates become buffers TVM allocates inside ``main``.  A call is
+one packed-function call with no VM, no per-step dispatch and no Python in between, the schedules
+see every block of the program at once, and the exported ``.so`` is loadable by TVM's runtime
+alone.  Relax would add a VM and a per-call dispatch for nothing einc needs (shapes are static).
+
+Semantics follow ``numpy.einsum`` step by step (``ir.interp`` is the oracle):
+
+* every operand is converted to the step's result dtype before multiplying (numpy casts inputs);
+* ``bool``: product is logical AND, sum is logical OR (numpy's ``add`` on bools), computed on 0/1
+  bytes (``uint8``: AND is ``*``, OR is ``max``) because TVM cannot vectorise ``bool`` buffers;
+* signed integers multiply and add in the unsigned type of the same width and are reinterpreted at
+  the end: the bits are numpy's two's-complement wrap-around, without LLVM's signed-overflow UB;
+* ``float16`` accumulates in ``float32`` (as numpy's einsum inner loops do) and rounds at the end;
+* ``bfloat16`` is stored as its ``uint16`` bit pattern (numpy has no native bfloat16 for DLPack);
+  steps compute in ``float32`` and round to nearest even, like ``ir.interp``;
+* complex dtypes raise ``Unsupported`` (TVM has no complex type);
+* a repeated label indexes all its axes with one variable (diagonal); a size-1 axis whose label is
+  larger elsewhere is indexed with 0 (broadcast);
+* zero-size values are never compiled: ``einc.kernel`` answers those without TVM.
+
+The lowering also returns a ``StepInfo`` per step (labels, sizes, block names, shape class) for the
+schedules in ``schedules_cpu``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from einc.errors import Unsupported
+from einc.ir.nodes import Cast, Einsum, Program, einsum_sizes
+from einc.ir.types import TensorType
+
+from ._tvm import te, tirx
+
+#: einc dtype -> the dtype of its buffer in TVM (bfloat16 travels as raw bits)
+STORAGE = {"bfloat16": "uint16"}
+UNSUPPORTED_DTYPES = ("complex64", "complex128")
+_UNSIGNED = {"int8": "uint8", "int16": "uint16", "int32": "uint32", "int64": "uint64"}
+
+
+def storage_dtype(dtype: str) -> str:
+    return STORAGE.get(dtype, dtype)
+
+
+def compute_dtype(dtype: str) -> str:
+    """The dtype a step of result ``dtype`` multiplies and accumulates in."""
+    if dtype in ("float16", "bfloat16"):
+        return "float32"
+    if dtype == "bool":
+        return "uint8"  # 0/1 bytes: product = AND, max = OR; TVM cannot vectorise i1 buffers
+    return _UNSIGNED.get(dtype, dtype)
+
+
+@dataclass
+class StepInfo:
+    """What the scheduler needs to know about one lowered step."""
+
+    index: int
+    kind: str  # "einsum" | "cast" | "copy"
+    block: str  # the main block (the reduction for einsums)
+    result: str
+    out_labels: str = ""
+    red_labels: str = ""
+    operand_labels: tuple[str, ...] = ()
+    operand_shapes: tuple[tuple[int, ...], ...] = ()
+    sizes: dict = field(default_factory=dict)
+    dtype: str = "float32"  # einc result dtype
+    acc_dtype: str = "float32"
+    convert_block: str | None = None  # block converting acc dtype -> storage dtype
+    shape_class: str = ""  # filled by the scheduler's classifier
+    gemm: object = None  # schedules_cpu.GemmPlan for GEMM-like steps
+    padded: dict = field(default_factory=dict)  # label -> padded extent of the accumulator
+    pack_block: str | None = None  # block packing the GEMM's B operand into panels
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(self.sizes[c] for c in self.out_labels)
+
+    @property
+    def flops(self) -> int:
+        n = 1
+        for c in set(self.out_labels + self.red_labels):
+            n *= self.sizes[c]
+        return n * max(1, len(self.operand_labels))
+
+
+@dataclass
+class Lowered:
+    func: object  # tirx.PrimFunc, unscheduled
+    steps: list[StepInfo]
+    in_types: list[TensorType]
+    out_types: list[TensorType]
+
+
+def check_supported(prog: Program) -> None:
+    for name, t in prog.types().items():
+        if t.dtype in UNSUPPORTED_DTYPES:
+            raise Unsupported(f"value {name!r} has dtype {t.dtype}: TVM has no complex numbers; "
+                              "use target='interp' for complex einsums")
+
+
+def has_zero_size(prog: Program) -> bool:
+    return any(t.size == 0 for t in prog.types().values())
+
+
+# ---------------------------------------------------------------------------------------------
+# scalar conversions
+
+
+def _bf16_to_f32(x):
+    u32 = tirx.Cast("uint32", x)
+    return tirx.reinterpret("float32", tirx.shift_left(u32, tirx.const(16, "uint32")))
+
+
+def _f32_to_bf16(x):
+    """Round a float32 to bfloat16 bits, to nearest even; NaN stays a (quiet) NaN."""
+    u = tirx.reinterpret("uint32", x)
+    one = tirx.const(1, "uint32")
+    lsb = tirx.bitwise_and(tirx.shift_right(u, tirx.const(16, "uint32")), one)
+    rounded = tirx.shift_right(u + tirx.const(0x7FFF, "uint32") + lsb, tirx.const(16, "uint32"))
+    nan = tirx.bitwise_or(tirx.shift_right(u, tirx.const(16, "uint32")), tirx.const(0x40, "uint32"))
+    return tirx.Cast("uint16", tirx.Select(x != x, nan, rounded))
+
+
+def convert(x, src: str, dst: str):
+    """Value ``x`` held in the storage/compute dtype of einc dtype ``src`` -> compute dtype ``dst``.
+
+    ``src``/``dst`` are TVM dtypes except that "bfloat16" means bits in uint16.
+    """
+    if src == dst:
+        return x
+    if src == "bfloat16":
+        x, src = _bf16_to_f32(x), "float32"
+        if dst == "float32":
+            return x
+    if dst == "bfloat16":
+        if src != "float32":
+            x = convert(x, src, "float32")
+        return _f32_to_bf16(x)
+    if dst == "bool":
+        return x != tirx.const(0, src)
+    return tirx.Cast(dst, x)
+
+
+def _zero(dtype):
+    return tirx.const(False, "bool") if dtype == "bool" else tirx.const(0, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _pack_compute(op: Einsum, T, t: TensorType, cdt: str, g, red: str, sizes, name: str):
+    """B packed as [other labels.., n/NR, contracted labels.., NR] in the compute dtype (zero padded)."""
+    labs = op.inputs[g.b_operand]
+    n, nr = g.n, g.nr
+    ks = [c for c in red if c in labs]
+    others = [c for c in labs if c != n and c not in ks]
+    N = sizes[n]
+    no = -(-N // nr)
+    shape = tuple(sizes[c] for c in others) + (no,) + tuple(sizes[c] for c in ks) + (nr,)
+    src = _src_tag(t.dtype)
+
+    def body(*iv):
+        env = dict(zip(others, iv[:len(others)]))
+        env.update(zip(ks, iv[len(others) + 1:-1]))
+        nv = iv[len(others)] * nr + iv[-1]
+        env[n] = tirx.min(nv, N - 1) if N % nr else nv  # the padded tail reads a valid element
+        v = convert(T[tuple(env[c] for c in labs)], src, cdt)
+        return tirx.Select(nv < N, v, _zero(cdt)) if N % nr else v
+
+    P = te.compute(shape, body, name=name)
+    return P, others, ks
+
+
+def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=None):
+    sizes = einsum_sizes(op, types)
+    out_dt = op.type.dtype
+    cdt = compute_dtype(out_dt)
+    red = op.contracted()
+    raxes = {c: te.reduce_axis((0, sizes[c]), name=f"r_{c}") for c in red}
+    step.out_labels, step.red_labels = op.output, red
+    step.operand_labels = tuple(op.inputs)
+    step.operand_shapes = tuple(t.shape for t in types)
+    step.sizes = dict(sizes)
+    step.dtype, step.acc_dtype = out_dt, cdt
+
+    packed = None
+    if gemm is not None and gemm.pack:
+        P, others, ks = _pack_compute(op, tensors[gemm.b_operand], types[gemm.b_operand], cdt, gemm, red, sizes,
+                                      f"{name}__pack")
+        packed = (P, others, ks)
+        step.pack_block = f"{name}__pack"
+    step.gemm = gemm
+    # a GEMM whose M or N is not a multiple of the register tile computes a padded accumulator
+    # (clamped, in-bounds reads; the extra rows/columns are dropped by the final block), so the
+    # micro-kernel stays vectorised instead of predicating every element
+    pad = {}
+    if gemm is not None:
+        for lab, r in ((gemm.n, gemm.nr), (gemm.m, gemm.mr)):
+            if lab is not None and sizes[lab] % r:
+                pad[lab] = -(-sizes[lab] // r) * r
+    step.padded = dict(pad)
+
+    def body(*ovars):
+        env = dict(zip(op.output, ovars))
+        env.update({c: ax.var for c, ax in raxes.items()})
+        clamp = {c: tirx.min(env[c], sizes[c] - 1) for c in pad}
+        terms = []
+        for j, (T, labs, t) in enumerate(zip(tensors, op.inputs, types)):
+            if packed is not None and j == gemm.b_operand:
+                P, others, ks = packed
+                nv = env[gemm.n]
+                idx = [env[c] for c in others] + [tirx.floordiv(nv, gemm.nr)] + [env[c] for c in ks] + \
+                    [tirx.floormod(nv, gemm.nr)]
+                terms.append(P[tuple(idx)])
+                continue
+            idx = [clamp.get(c, env[c]) if (n != 1 or sizes[c] == 1) else 0 for c, n in zip(labs, t.shape)]
+            v = T[tuple(idx)] if idx else T[()]
+            terms.append(convert(v, _src_tag(t.dtype), cdt))
+        if not terms:
+            expr = _zero(cdt)
+        else:
+            expr = terms[0]
+            for x in terms[1:]:
+                expr = expr * x
+        if not raxes:
+            return expr
+        axes = list(raxes.values())
+        return te.max(expr, axis=axes) if out_dt == "bool" else te.sum(expr, axis=axes)
+
+    shape = tuple(sizes[c] for c in op.output)
+    needs_convert = storage_dtype(out_dt) != cdt or bool(pad)
+    acc_name = f"{name}__acc" if needs_convert else name
+    acc = te.compute(tuple(pad.get(c, sizes[c]) for c in op.output), body, name=acc_name)
+    step.block = acc_name
+    if not needs_convert:
+        return acc
+    step.convert_block = name
+    final = te.compute(shape, lambda *i: convert(acc[i] if i else acc[()], cdt, _dst_tag(out_dt)), name=name)
+    return final
+
+
+def _src_tag(dtype: str) -> str:
+    return "bfloat16" if dtype == "bfloat16" else dtype
+
+
+def _dst_tag(dtype: str) -> str:
+    return "bfloat16" if dtype == "bfloat16" else storage_dtype(dtype)
+
+
+def _cast_compute(op: Cast, T, src: TensorType, name: str):
+    shape = src.shape
+    return te.compute(shape, lambda *i: convert(T[i] if i else T[()], _src_tag(src.dtype), _dst_tag(op.type.dtype)),
+                      name=name)
+
+
+def lower(prog: Program, plans: dict | None = None) -> Lowered:
+    """The unscheduled PrimFunc ``main(inputs..., outputs...)`` of ``prog`` and its step infos.
+
+    ``plans`` (step index -> ``schedules_cpu.GemmPlan``) adds the packing computes GEMM-like steps
+    want; without it the PrimFunc is the plain einsum of every step.
+    """
+    plans = plans or {}
+    check_supported(prog)
+    env_t = {v.name: v.type for v in prog.inputs}
+    env: dict[str, object] = {}
+    placeholders = []
+    for v in prog.inputs:
+        ph = te.placeholder(v.type.shape, storage_dtype(v.type.dtype), name=v.name)
+        env[v.name] = ph
+        placeholders.append(ph)
+    steps: list[StepInfo] = []
+    for i, op in enumerate(prog.body):
+        types = [env_t[o] for o in op.operands]
+        if isinstance(op, Einsum):
+            st = StepInfo(i, "einsum", op.result, op.result)
+            T = _einsum_compute(op, [env[o] for o in op.operands], types, op.result, st, plans.get(i))
+        elif isinstance(op, Cast):
+            st = StepInfo(i, "cast", op.result, op.result, out_labels=_labels(len(op.type.shape)),
+                          operand_labels=(_labels(len(op.type.shape)),), operand_shapes=(types[0].shape,),
+                          sizes=dict(zip(_labels(len(op.type.shape)), op.type.shape)), dtype=op.type.dtype,
+                          acc_dtype=storage_dtype(op.type.dtype))
+            T = _cast_compute(op, env[op.operand], types[0], op.result)
+        else:
+            raise Unsupported(f"op {type(op).__name__} cannot be lowered to TVM")
+        env[op.result] = T
+        env_t[op.result] = op.type
+        steps.append(st)
+    # outputs: a fresh tensor per output position (an input or a repeated output gets a copy)
+    outs, seen = [], set(v.name for v in prog.inputs)
+    for j, o in enumerate(prog.outputs):
+        T = env[o]
+        if o in seen:
+            t = env_t[o]
+            labs = _labels(len(t.shape))
+            name = f"{o}__out{j}"
+            T = te.compute(t.shape, _identity(T), name=name)
+            steps.append(StepInfo(len(steps), "copy", name, o, out_labels=labs, operand_labels=(labs,),
+                                  operand_shapes=(t.shape,), sizes=dict(zip(labs, t.shape)),
+                                  dtype=t.dtype, acc_dtype=storage_dtype(t.dtype)))
+        seen.add(o)
+        outs.append(T)
+    func = te.create_prim_func(placeholders + outs)
+    return Lowered(func, steps, [v.type for v in prog.inputs], [env_t[o] for o in prog.outputs])
+
+
+def _identity(T):
+    return lambda *i: T[i] if i else T[()]
+
+
+def _labels(n: int) -> str:
+    return "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n]

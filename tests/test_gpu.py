@@ -1,0 +1,348 @@
+"""CUDA target: target resolution, GPU schedules (codegen checks run without a GPU), and, on a
+machine with one, correctness against the numpy interpreter and DLPack round trips.
+
+Without a GPU: every ``gpu`` case of the benchmark suite lowers and compiles to CUDA C with every
+block bound to threads (a ``cuda`` device module, ``__global__`` kernels, no host loop nests), at
+reduced extents so the tests stay fast.  GPU tests (``-m gpu``) skip cleanly without a GPU; the check
+for one does not import TVM at collection time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tvm
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "bench" / "suite.json"
+if not SUITE.exists():
+    SUITE = Path("/work/shared/bench/suite.json")
+GPU_CASES = json.loads(SUITE.read_text())["gpu"] if SUITE.exists() else {}
+
+
+def _maybe_gpu() -> bool:
+    """Cheap pre-check (no TVM import): a driver device node or nvidia-smi."""
+    return os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi") is not None
+
+
+_GPU = None
+
+
+def gpu_present() -> bool:
+    global _GPU
+    if _GPU is None:
+        _GPU = False
+        if _maybe_gpu():
+            from einc.lowering._tvm import cuda_exists
+
+            _GPU = cuda_exists()
+    return _GPU
+
+
+@pytest.fixture
+def gpu():
+    if not gpu_present():
+        pytest.skip("no CUDA GPU (tvm.cuda(0).exist is False)")
+
+
+def _small(shapes, div=8):
+    return [tuple(max(8, d // div) if d >= 64 else d for d in s) for s in shapes]
+
+
+def _program(expr, shapes, dtype="float32"):
+    from einc.kernel import _parse, _run_pipeline
+
+    p0 = _parse(expr, [tuple(s) for s in shapes], [dtype] * len(shapes))
+    return _run_pipeline(p0, "auto", None)[0]
+
+
+def _all_bound(mod) -> list[str]:
+    """Names of blocks of ``main`` that are NOT under a thread-bound loop (should be none)."""
+    from einc.lowering import schedules_gpu as G
+    from einc.lowering._tvm import s_tir
+
+    sch = s_tir.Schedule(mod)
+    return [sch.get(b).name_hint for b in G._all_blocks(sch) if not G._is_bound(sch, b)]
+
+
+# ------------------------------------------------------------------------------------------------
+# targets (no GPU needed)
+
+
+def test_resolve_cuda_names_and_arch():
+    from einc.lowering import target as T
+
+    got = json.loads(T.resolve("cuda"))
+    assert got["kind"] == "cuda"
+    arch, detected = T.cuda_arch()
+    assert got["arch"] == arch
+    if not detected:
+        assert arch == T.DEFAULT_CUDA_ARCH == "sm_90"
+    assert json.loads(T.resolve({"kind": "cuda", "arch": "sm_80"}))["arch"] == "sm_80"
+    assert json.loads(T.resolve('{"kind": "cuda"}'))["arch"] == arch
+    h100 = json.loads(T.resolve("nvidia/nvidia-h100"))
+    assert h100["kind"] == "cuda" and h100["arch"].startswith("sm_90")
+    assert T.kind(T.resolve("cuda")) == "cuda" and T.is_cuda(T.resolve("gpu"))
+
+
+def test_unknown_target_is_an_einc_error():
+    from einc.errors import EincError
+    from einc.lowering import target as T
+
+    with pytest.raises(EincError, match="unknown target"):
+        T.resolve("nvidia/no-such-gpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# schedules: classification (no TVM codegen)
+
+
+@pytest.mark.parametrize("expr,shapes,cls", [
+    ("ik,kj->ij", [(64, 32), (32, 48)], "gemm"),
+    ("bhqd,bhkd->bhqk", [(2, 2, 32, 16), (2, 2, 32, 16)], "gemm"),
+    ("ij->i", [(64, 128)], "reduce-inner"),
+    ("ij->j", [(64, 128)], "reduce-outer"),
+    ("ij,j->i", [(64, 128), (128,)], "reduce-inner"),
+    ("ij->ji", [(64, 128)], "transpose"),
+    ("ij,ij->ij", [(64, 128), (64, 128)], "map"),
+])
+def test_classify(expr, shapes, cls):
+    from einc.lowering import lower as L
+    from einc.lowering import schedules_gpu as G
+
+    low = L.lower(_program(expr, shapes))
+    assert G.classify(low.steps[-1]) == cls
+
+
+def test_gemm_groups_attention():
+    from einc.lowering import lower as L
+    from einc.lowering import schedules_gpu as G
+
+    st = L.lower(_program("bhqd,bhkd->bhqk", [(2, 3, 32, 16), (2, 3, 32, 16)])).steps[-1]
+    batch, M, N, K = G.gemm_groups(st)
+    assert len(batch) == 2 and len(M) == 1 and len(N) == 1 and len(K) == 1
+    assert N == st.out_labels[-1]  # the output is written along N
+
+
+# ------------------------------------------------------------------------------------------------
+# codegen for every gpu suite case (no GPU needed)
+
+
+@pytest.mark.parametrize("name", sorted(GPU_CASES))
+def test_suite_case_compiles_to_bound_cuda(name):
+    from einc.lowering.build import build
+
+    case = GPU_CASES[name]
+    b = build(_program(case["expr"], _small(case["shapes"])), "cuda")
+    kinds = [m.kind for m in b.rt_mod.imports]
+    assert kinds == ["cuda"], kinds
+    src = b.rt_mod.imports[0].inspect_source()
+    assert src.count("__global__") >= 1
+    assert _all_bound(b.mod) == []
+    classes = {cls.split("->")[0] for _, cls, _ in b.plan}
+    assert not any("->" in cls for _, cls, _ in b.plan if cls.startswith("gemm")), b.plan  # own rule, no fallback
+    if name == "transpose":
+        assert classes == {"transpose"} and "__shared__" in src
+    elif name == "mttkrp":
+        assert "fuse" in classes and "gemm" in classes  # the product intermediate is inlined
+        assert "__shared__" in src
+    else:
+        assert "gemm" in classes and "__shared__" in src
+
+
+def test_multi_step_unschedulable_block_is_still_bound():
+    """schedule=False (binding only) and odd blocks (diagonal, scalar cast) never leave host loops."""
+    from einc.lowering.build import build
+
+    b = build(_program("ii,i->i", [(64, 64), (64,)]), "cuda", schedule=False)
+    assert [m.kind for m in b.rt_mod.imports] == ["cuda"] and _all_bound(b.mod) == []
+    b = build(_program("ij->", [(32, 48)]), "cuda")
+    assert [m.kind for m in b.rt_mod.imports] == ["cuda"] and _all_bound(b.mod) == []
+
+
+def test_float16_gemm_compiles_with_half_loads():
+    from einc.lowering.build import build
+
+    b = build(_program("ik,kj->ij", [(128, 64), (64, 128)], "float16"), "cuda")
+    src = b.rt_mod.imports[0].inspect_source()
+    assert "half" in src and _all_bound(b.mod) == []
+
+
+def test_export_without_gpu_and_load_error(tmp_path):
+    import einc
+    from einc.errors import CacheError, EincError, Unsupported
+
+    k = einc.compile("ik,kj->ij", (64, 32), (32, 16), target="cuda")
+    p = k.export(tmp_path / "k.so")
+    assert os.path.getsize(p) > 0 and json.loads(Path(p + ".json").read_text())["target"].find("cuda") > 0
+    if gpu_present():
+        k2 = einc.load(p)
+        a, b = np.random.rand(64, 32).astype("float32"), np.random.rand(32, 16).astype("float32")
+        np.testing.assert_allclose(k2(a, b), a @ b, rtol=1e-4)
+    else:
+        with pytest.raises(CacheError, match="cannot load"):
+            einc.load(p)
+        with pytest.raises(Unsupported, match="no GPU"):
+            k(np.zeros((64, 32), "float32"), np.zeros((32, 16), "float32"))
+        assert issubclass(CacheError, EincError)
+
+
+# ------------------------------------------------------------------------------------------------
+# on the GPU
+
+
+def _check(expr, shapes, dtype="float32", rtol=1e-4, atol=1e-4, seed=0):
+    import einc
+    from einc.ir.interp import run
+
+    rng = np.random.default_rng(seed)
+    xs = [rng.uniform(-1, 1, s).astype(dtype) for s in shapes]
+    k = einc.compile(expr, *xs, target="cuda")
+    got = k(*xs)
+    ref = run(k.program, *xs)[0]
+    assert isinstance(got, np.ndarray) and got.shape == ref.shape
+    np.testing.assert_allclose(got.astype("float64"), ref.astype("float64"), rtol=rtol, atol=atol)
+    return k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(GPU_CASES))
+def test_gpu_suite_case_matches_interp(gpu, name):
+    case = GPU_CASES[name]
+    _check(case["expr"], _small(case["shapes"]), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("expr,shapes", [
+    ("ik,kj->ij", [(100, 70), (70, 130)]),          # tiles with ragged edges
+    ("ik,kj->ij", [(64, 8192), (8192, 32)]),         # split-K
+    ("bik,bkj->bij", [(3, 33, 17), (3, 17, 65)]),
+    ("ij->i", [(37, 1000)]),
+    ("ij->j", [(1000, 37)]),
+    ("ij->", [(300, 300)]),
+    ("ii->", [(500, 500)]),
+    ("ij,j->i", [(512, 256), (256,)]),
+    ("ij->ji", [(96, 160)]),
+    ("ij->ji", [(33, 70)]),
+    ("abc->cab", [(4, 64, 96)]),
+    ("i,j->ij", [(100,), (300,)]),
+    ("ij,ij,ij->ij", [(64, 64), (64, 64), (64, 64)]),
+    ("ijk,jr,kr->ir", [(40, 24, 24), (24, 8), (24, 8)]),
+])
+def test_gpu_matches_interp(gpu, expr, shapes):
+    _check(expr, shapes, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,rtol", [("float16", 2e-2), ("float64", 1e-10), ("int32", 0), ("bfloat16", 3e-2)])
+def test_gpu_dtypes(gpu, dtype, rtol):
+    if dtype == "int32":
+        import einc
+        from einc.ir.interp import run
+
+        rng = np.random.default_rng(1)
+        xs = [rng.integers(-50, 50, s).astype("int32") for s in [(64, 48), (48, 80)]]
+        k = einc.compile("ik,kj->ij", *xs, target="cuda")
+        np.testing.assert_array_equal(k(*xs), run(k.program, *xs)[0])
+        return
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+
+        from einc.ir.types import np_dtype
+
+        dtype = np_dtype("bfloat16")
+    _check("ik,kj->ij", [(64, 48), (48, 80)], dtype=dtype, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.gpu
+def test_gpu_torch_zero_copy_in_and_out(gpu):
+    torch = pytest.importorskip("torch")
+    import einc
+
+    a = torch.rand(128, 64, device="cuda")
+    b = torch.rand(64, 96, device="cuda")
+    k = einc.compile("ik,kj->ij", a, b, target="cuda")
+    c = k(a, b)
+    assert isinstance(c, torch.Tensor) and c.is_cuda and c.shape == (128, 96)
+    torch.testing.assert_close(c, a @ b, rtol=1e-4, atol=1e-4)
+    out = torch.empty(128, 96, device="cuda")
+    r = k(a, b, out=out)
+    assert r.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(out, a @ b, rtol=1e-4, atol=1e-4)
+    # a transposed view (not contiguous) is copied on the device, still correct
+    at = torch.rand(64, 128, device="cuda").t()
+    torch.testing.assert_close(k(at, b), at @ b, rtol=1e-4, atol=1e-4)
+    from einc.errors import ShapeMismatch
+
+    with pytest.raises(ShapeMismatch, match="operand 1"):
+        k(a, torch.rand(65, 96, device="cuda"))
+
+
+@pytest.mark.gpu
+def test_gpu_cupy_and_tvm_arrays(gpu):
+    cupy = pytest.importorskip("cupy")
+    import einc
+    from einc.lowering import _tvm
+
+    a = cupy.random.rand(32, 16).astype("float32")
+    k = einc.compile("ij->ji", (32, 16), target="cuda")
+    r = k(a)
+    assert type(r).__module__.startswith("cupy")
+    np.testing.assert_array_equal(cupy.asnumpy(r), cupy.asnumpy(a).T)
+    t = _tvm.from_dlpack(a)
+    r2 = k(t)
+    assert _tvm.is_tvm_tensor(r2)
+    np.testing.assert_array_equal(r2.numpy(), cupy.asnumpy(a).T)
+
+
+def test_dlight_is_the_fallback_when_own_rules_break(monkeypatch):
+    from einc.lowering import schedules_gpu as G
+    from einc.lowering.build import build
+
+    def boom(low, sch):
+        raise RuntimeError("own rules broke")
+
+    monkeypatch.setattr(G, "_schedule_own", boom)
+    b = build(_program("ik,kj->ij", [(128, 64), (64, 96)]), "cuda")
+    assert {cls for _, cls, _ in b.plan} == {"dlight"}
+    assert [m.kind for m in b.rt_mod.imports] == ["cuda"]
+
+
+def test_cli_cross_compiles_for_cuda_without_gpu(tmp_path, capsys):
+    from einc.cli import main
+
+    out = tmp_path / "k.so"
+    rc = main(["compile", "ik,kj->ij", "--shapes", "64x32,32x16", "--target", "cuda", "--no-cache", "-o", str(out)])
+    assert rc == 0 and out.stat().st_size > 0
+    meta = json.loads(Path(str(out) + ".json").read_text())
+    assert json.loads(meta["target"])["kind"] == "cuda" and json.loads(meta["target"])["arch"].startswith("sm_")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mttkrp", "ao_to_mo"])
+def test_full_size_kernels_fit_registers_and_shared_memory(name, tmp_path):
+    """ptxas on the full-size suite kernels: no local-memory arrays (an over-approximated register
+    tile becomes a stack frame of megabytes) and at most 48 KiB of static shared memory."""
+    import re
+    import subprocess
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not on PATH")
+    from einc.lowering.build import build
+
+    case = GPU_CASES[name]
+    b = build(_program(case["expr"], case["shapes"]), {"kind": "cuda", "arch": "sm_90"})
+    cu = tmp_path / "k.cu"
+    cu.write_text(b.rt_mod.imports[0].inspect_source())
+    r = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", "-o", str(tmp_path / "k.cubin"), str(cu), "-Xptxas", "-v", "-w"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    stacks = [int(x) for x in re.findall(r"(\d+) bytes stack frame", r.stderr)]
+    smem = [int(x) for x in re.findall(r"(\d+) bytes smem", r.stderr)]
+    assert stacks and max(stacks) == 0, stacks
+    assert max(smem, default=0) <= 48 * 1024, smem

@@ -1,0 +1,352 @@
+"""Lowering einc IR to TVM CPU kernels: every result is checked against ``ir.interp`` (numpy)."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+from einc.errors import CompileError, Unsupported  # noqa: E402
+from einc.ir import Cast, Einsum, Program, TensorType, Value, single_einsum  # noqa: E402
+from einc.ir.interp import run as interp  # noqa: E402
+from einc.ir.types import np_dtype  # noqa: E402
+from einc.kernel import compile as ecompile, compile_program  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+
+SUITE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "suite.json")
+# the CPU suite (a copy, so the tests do not depend on the shared folder); sizes are reduced below
+CPU_SUITE = {
+    "matmul": ("ik,kj->ij", [[1024, 1024], [1024, 1024]]),
+    "batched_mm": ("bik,bkj->bij", [[64, 128, 128], [64, 128, 128]]),
+    "matvec": ("ij,j->i", [[4096, 4096], [4096]]),
+    "transpose": ("ij->ji", [[4096, 4096]]),
+    "sum_rows": ("ij->i", [[4096, 4096]]),
+    "outer": ("i,j->ij", [[4096], [4096]]),
+    "hadamard3": ("ij,ij,ij->ij", [[2048, 2048], [2048, 2048], [2048, 2048]]),
+    "bilinear": ("bn,anm,bm->ba", [[128, 128], [64, 128, 128], [128, 128]]),
+    "attn_scores": ("bhqd,bhkd->bhqk", [[8, 12, 128, 64], [8, 12, 128, 64]]),
+    "attn_out": ("bhqk,bhkd->bhqd", [[8, 12, 128, 128], [8, 12, 128, 64]]),
+    "mttkrp": ("ijk,jr,kr->ir", [[128, 128, 128], [128, 32], [128, 32]]),
+    "tucker_ttm": ("ijk,ai,bj,ck->abc", [[64, 64, 64], [64, 64], [64, 64], [64, 64]]),
+    "chain4": ("ij,jk,kl,lm->im", [[512, 8], [8, 512], [512, 8], [8, 512]]),
+    "ao_to_mo": ("pi,qj,ijkl,rk,sl->pqrs", [[24, 24], [24, 24], [24, 24, 24, 24], [24, 24], [24, 24]]),
+    "trace": ("ii->", [[4096, 4096]]),
+    "diag_mul": ("ii,i->i", [[4096, 4096], [4096]]),
+    "moe": ("ecd,edh->ech", [[8, 256, 256], [8, 256, 512]]),
+    "kron": ("ab,cd->acbd", [[64, 64], [64, 64]]),
+}
+
+
+def _reduced(expr, shapes, cap=48):
+    """The same einsum with every label's size capped (keeps label sizes consistent)."""
+    lhs = expr.split("->")[0].split(",")
+    size = {}
+    for labs, shp in zip(lhs, shapes):
+        for c, n in zip(labs, shp):
+            size[c] = min(n, cap if n > 16 else n)
+    return [tuple(size[c] for c in labs) for labs in lhs]
+
+
+def _arrays(shapes, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in shapes:
+        if dtype == "bool":
+            out.append(rng.random(s) < 0.5)
+        elif dtype.startswith(("int", "uint")):
+            out.append(rng.integers(0, 100, size=s).astype(dtype))
+        else:
+            out.append(rng.standard_normal(s).astype(np_dtype(dtype)))
+    return out
+
+
+def _close(got, ref, dtype, scale=None):
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.shape == ref.shape
+    if dtype == "bool" or dtype.startswith(("int", "uint")):
+        np.testing.assert_array_equal(got, ref)
+        return
+    tol = {"float16": 2e-2, "bfloat16": 5e-2, "float32": 1e-4, "float64": 1e-10}[dtype]
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    denom = scale if scale is not None else max(1.0, float(np.abs(r).max()) if r.size else 1.0)
+    assert float(np.abs(g - r).max() if r.size else 0.0) <= tol * denom
+
+
+def test_suite_json_matches_the_copy():
+    if not os.path.exists(SUITE):
+        pytest.skip("shared suite not present")
+    with open(SUITE) as f:
+        cpu = json.load(f)["cpu"]
+    assert {k: (v["expr"], v["shapes"]) for k, v in cpu.items()} == CPU_SUITE
+
+
+@pytest.mark.parametrize("name", sorted(CPU_SUITE))
+def test_cpu_suite_reduced(name):
+    expr, shapes = CPU_SUITE[name]
+    shapes = _reduced(expr, shapes)
+    xs = _arrays(shapes, "float32")
+    k = ecompile(expr, *shapes)
+    ref = np.einsum(expr, *[x.astype(np.float64) for x in xs], optimize=True)
+    _close(k(*xs), ref, "float32")
+    # no step of the suite runs as the naive loop nest
+    if k.built is not None:
+        for blk, cls, desc in k.built.plan:
+            assert "naive" not in desc, (blk, cls, desc)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_equations(seed):
+    from einc.testing import rand_equation
+
+    subs, shapes = rand_equation(seed)
+    xs = _arrays(shapes, "float32", seed)
+    k = ecompile(subs, *shapes)
+    _close(k(*xs), np.einsum(subs, *[x.astype(np.float64) for x in xs], optimize=True), "float32")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_programs_match_interp(seed):
+    from einc.testing import rand_program
+
+    prog = rand_program(seed)
+    if any(t.dtype.startswith("complex") for t in prog.types().values()):
+        with pytest.raises(Unsupported):
+            compile_program(prog)
+        return
+    xs = [_arrays([v.type.shape], v.type.dtype, seed)[0] for v in prog.inputs]
+    k = compile_program(prog)
+    got = k(*xs)
+    got = got if isinstance(got, tuple) else (got,)
+    refs = interp(prog, *xs)
+    types = prog.types()
+    for g, r, o in zip(got, refs, prog.outputs):
+        _close(g, r, types[o].dtype, scale=max(1.0, float(np.abs(r.astype(np.float64)).max(initial=0))) * 4)
+
+
+DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+          "float16", "bfloat16", "float32", "float64"]
+# gemm path (packed), reduce-inner, transpose, trace, broadcast map
+DTYPE_CASES = [("ik,kj->ij", [(12, 20), (20, 40)]), ("ij->i", [(5, 70)]), ("ij->ji", [(40, 72)]),
+               ("ii->", [(9, 9)]), ("i,j->ij", [(5,), (33,)])]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtypes(dtype):
+    for subs, shapes in DTYPE_CASES:
+        prog = single_einsum(subs, [TensorType(s, dtype) for s in shapes])
+        xs = _arrays(shapes, dtype, 1)
+        if dtype.startswith("int"):  # make the sums overflow: must wrap like numpy
+            xs = [(x * 37).astype(dtype) for x in xs]
+        got = compile_program(prog)(*xs)
+        assert got.dtype == np_dtype(dtype)
+        ref = interp(prog, *xs)[0]
+        if dtype in ("float16", "bfloat16"):
+            # einc accumulates in float32; numpy's float16 einsum rounds partial sums: compare to float64
+            exact = np.einsum(subs, *[x.astype(np.float64) for x in xs])
+            terms = np.einsum(subs, *[np.abs(x.astype(np.float64)) for x in xs])
+            _close(got, exact, dtype, scale=max(1.0, float(np.max(terms))))
+        else:
+            _close(got, ref, dtype)
+
+
+def test_bool_sum_is_logical_or():
+    prog = single_einsum("ik,kj->ij", [TensorType((3, 40), "bool"), TensorType((40, 32), "bool")])
+    a = np.ones((3, 40), bool)
+    b = np.ones((40, 32), bool)
+    got = compile_program(prog)(a, b)
+    assert got.dtype == np.bool_ and got.all()
+
+
+def test_int8_products_wrap():
+    prog = single_einsum("i,i->i", [TensorType((64,), "int8"), TensorType((64,), "int8")])
+    a = np.full(64, 100, np.int8)
+    got = compile_program(prog)(a, a)
+    np.testing.assert_array_equal(got, (a.astype(np.int64) * 100).astype(np.int8))
+
+
+def test_mixed_dtypes_promote_like_numpy():
+    prog = single_einsum("ij,j->i", [TensorType((4, 40), "int8"), TensorType((40,), "uint8")])
+    assert prog.body[0].type.dtype == "int16"
+    a = _arrays([(4, 40)], "int8", 3)[0]
+    b = _arrays([(40,)], "uint8", 4)[0]
+    np.testing.assert_array_equal(compile_program(prog)(a, b), np.einsum("ij,j->i", a, b))
+
+
+def test_complex_is_unsupported():
+    prog = single_einsum("ij,jk->ik", [TensorType((2, 3), "complex64"), TensorType((3, 4), "complex64")])
+    with pytest.raises(Unsupported, match="complex"):
+        compile_program(prog)
+
+
+@pytest.mark.parametrize("subs,shapes", [
+    ("iij->j", [(5, 5, 40)]), ("ii->i", [(37, 37)]), ("iji->j", [(6, 20, 6)]), ("ii,i->i", [(33, 33), (33,)]),
+    ("iij,jk->ik", [(8, 8, 20), (20, 24)]),
+])
+def test_repeated_labels(subs, shapes):
+    xs = _arrays(shapes, "float32", 2)
+    prog = single_einsum(subs, [TensorType(s, "float32") for s in shapes])
+    _close(compile_program(prog)(*xs), interp(prog, *xs)[0], "float32")
+
+
+@pytest.mark.parametrize("subs,shapes", [
+    ("ij,j->ij", [(3, 1), (40,)]), ("ik,kj->ij", [(20, 1), (33, 24)]), ("ij,ij->i", [(1, 50), (7, 50)]),
+    ("ijk->ik", [(1, 5, 40)]),
+])
+def test_size_one_broadcast(subs, shapes):
+    xs = _arrays(shapes, "float32", 5)
+    prog = single_einsum(subs, [TensorType(s, "float32") for s in shapes])
+    _close(compile_program(prog)(*xs), interp(prog, *xs)[0], "float32")
+
+
+def test_zero_dim_operands_and_results():
+    prog = single_einsum(",->", [TensorType((), "float32"), TensorType((), "float32")])
+    k = compile_program(prog)
+    assert float(k(np.float32(3), np.float32(4))) == 12.0
+    prog = single_einsum("i,i->", [TensorType((100,), "float64"), TensorType((100,), "float64")])
+    x = np.arange(100.0)
+    assert compile_program(prog)(x, x).shape == ()
+    assert float(compile_program(prog)(x, x)) == float(x @ x)
+
+
+def test_zero_size_never_reaches_tvm():
+    prog = single_einsum("ik,kj->ij", [TensorType((3, 0), "float32"), TensorType((0, 5), "float32")])
+    k = compile_program(prog)
+    assert k.interpreted and k.built is None
+    np.testing.assert_array_equal(k(np.zeros((3, 0), "f4"), np.zeros((0, 5), "f4")), np.zeros((3, 5), "f4"))
+
+
+def test_multi_step_program_with_casts_and_odd_outputs():
+    f32, i32 = "float32", "int32"
+    prog = Program(
+        (Value("a", TensorType((6, 20), f32)), Value("b", TensorType((20, 24), f32))),
+        (Einsum("c", ("a", "b"), ("ik", "kj"), "ij", TensorType((6, 24), f32)),
+         Cast("d", "c", TensorType((6, 24), i32)),
+         Cast("e", "c", TensorType((6, 24), "bfloat16")),
+         Einsum("s", ("d",), ("ij",), "j", TensorType((24,), "int32")),
+         Cast("z", "c", TensorType((6, 24), "bool"))),
+        ("s", "a", "c", "c", "e", "z"),  # an input and a repeated output are returned too
+    )
+    a = _arrays([(6, 20)], f32, 7)[0] * 10
+    b = _arrays([(20, 24)], f32, 8)[0]
+    got = compile_program(prog)(a, b)
+    ref = interp(prog, a, b)
+    assert len(got) == 6
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], a)
+    _close(got[2], ref[2], f32)
+    _close(got[3], ref[3], f32)
+    assert got[2] is not got[3]
+    _close(got[4], ref[4], "bfloat16")
+    np.testing.assert_array_equal(got[5], ref[5])
+
+
+def test_float_to_int_and_bool_casts_match_numpy():
+    for src, dst in [("float32", "int8"), ("float64", "uint16"), ("int32", "bool"), ("float32", "bool"),
+                     ("bool", "float32"), ("bfloat16", "float64"), ("float32", "bfloat16"), ("int64", "float16")]:
+        prog = Program((Value("x", TensorType((50,), src)),), (Cast("y", "x", TensorType((50,), dst)),), ("y",))
+        x = _arrays([(50,)], src, 9)[0]
+        if src.startswith("float"):
+            x = (x * 20).astype(np_dtype(src))
+        if src == "float64" and dst == "uint16":
+            x = np.abs(x)
+        got = compile_program(prog)(x)
+        np.testing.assert_array_equal(got.astype(np.float64), interp(prog, x)[0].astype(np.float64), err_msg=f"{src}->{dst}")
+
+
+def test_nary_step_without_decomposition():
+    shapes = [(6, 7), (7, 8), (8, 9)]
+    prog = single_einsum("ij,jk,kl->il", [TensorType(s, "float64") for s in shapes])
+    xs = _arrays(shapes, "float64", 11)
+    k = compile_program(prog)
+    assert len(k.program.body) == 1 and k.program.body[0].arity == 3
+    _close(k(*xs), interp(prog, *xs)[0], "float64")
+
+
+def test_schedule_off_gives_the_same_result():
+    from einc.lowering.build import build
+
+    shapes = [(16, 64), (64, 96)]  # big enough to be parallel (>= PARALLEL_MIN_WORK)
+    prog = single_einsum("ik,kj->ij", [TensorType(s, "float32") for s in shapes])
+    xs = _arrays(shapes, "float32")
+    outs = []
+    for sched in (True, False):
+        b = build(prog, schedule=sched)
+        from einc.kernel import aligned_empty
+
+        ins = []
+        for x in xs:
+            y = aligned_empty(x.shape, x.dtype)
+            y[...] = x
+            ins.append(y)
+        o = aligned_empty((16, 96), "float32")
+        b.run(ins, [o])
+        outs.append(o)
+        assert set(b.timings) == {"lower", "schedule", "compile"}
+        assert ("T.parallel" in b.tir()) == sched
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5)
+
+
+def test_gemm_schedule_is_tiled_vectorized_and_parallel():
+    from einc.lowering.build import build
+
+    prog = single_einsum("ik,kj->ij", [TensorType((64, 64), "float32"), TensorType((64, 512), "float32")])
+    b = build(prog)
+    classes = {blk: cls for blk, cls, _ in b.plan}
+    assert classes["out"] == "gemm" and classes["out__pack"] == "pack"
+    tir = b.tir()
+    assert "T.vectorized" in tir and "T.parallel" in tir and "T.unroll" in tir
+    # rows 2 KiB apart are packed into panels; short rows are used in place; small work is serial
+    small = single_einsum("ik,kj->ij", [TensorType((8, 16), "float32"), TensorType((16, 32), "float32")])
+    b2 = build(small)
+    assert [cls for _, cls, _ in b2.plan] == ["gemm"]
+    assert "T.parallel" not in b2.tir() and "T.vectorized" in b2.tir()
+
+
+def test_compile_errors_name_the_stage(monkeypatch):
+    from einc.lowering import _tvm, build as B
+
+    def boom(mod, target):
+        raise RuntimeError("Check failed: simulated codegen failure")
+
+    monkeypatch.setattr(_tvm, "compile_mod", boom)
+    prog = single_einsum("ij->i", [TensorType((4, 4), "float32")])
+    with pytest.raises(CompileError, match="stage 'compile'.*simulated"):
+        B.build(prog)
+
+
+def test_target_detection():
+    from einc.lowering import target as T
+
+    t = json.loads(T.resolve(None))
+    assert t["kind"] == "llvm" and t["mcpu"] not in ("", "native", "generic") and t["num-cores"] >= 1
+    assert json.loads(T.resolve({"kind": "llvm"}))["mcpu"] == t["mcpu"]
+    with pytest.raises(Unsupported):
+        T.resolve("llvm -mcpu=skylake")
+
+
+@pytest.mark.parametrize("subs,shapes,dtype", [
+    ("ik,kj->ij", [(37, 29), (29, 53)], "float32"),  # tails everywhere: M%4, N%16, K%4
+    ("ik,jk->ij", [(20, 30), (70, 30)], "float32"),  # B transposed: packed panels with a padded tail
+    ("bik,bkj->bij", [(3, 12, 16), (3, 16, 600)], "float64"),  # batch + packed wide rows
+    ("abk,kcd->abcd", [(3, 8, 12), (12, 5, 32)], "float32"),  # several M and N labels
+    ("ik,kj->ij", [(16, 24), (24, 1024)], "int32"),  # integer gemm wraps
+    ("ik,kj->ij", [(9, 40), (40, 96)], "uint8"),
+    ("ik,kj->ij", [(8, 16), (16, 600)], "float16"),  # packed, float32 accumulation
+    ("kj,ik->ij", [(40, 48), (24, 40)], "float32"),  # B is the first operand
+])
+def test_gemm_edge_shapes(subs, shapes, dtype):
+    prog = single_einsum(subs, [TensorType(s, dtype) for s in shapes])
+    k = compile_program(prog)
+    assert "gemm" in [cls for _, cls, _ in k.built.plan]
+    xs = _arrays(shapes, dtype, 12)
+    got = k(*xs)
+    if dtype == "float16":
+        exact = np.einsum(subs, *[x.astype(np.float64) for x in xs])
+        terms = np.einsum(subs, *[np.abs(x.astype(np.float64)) for x in xs])
+        _close(got, exact, dtype, scale=float(terms.max()))
+    else:
+        _close(got, interp(prog, *xs)[0], dtype)
