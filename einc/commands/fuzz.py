@@ -1,0 +1,102 @@
+"""``einc fuzz``: a coverage-guided fuzzing campaign over programs and pipelines.
+
+    einc fuzz --time 10m --seed 1 --jobs 2 --corpus corpus/ --out report/
+    einc fuzz --time 30s --target interp           # einc passes only, no TVM
+    einc fuzz --replay corpus/regressions           # re-run every regression folder
+
+Findings are reduced and saved under ``CORPUS/regressions/<id>/``; ``OUT/summary.json`` and
+``OUT/coverage.png`` report the campaign.  A campaign killed at any point resumes when run again with
+the same ``--out`` (the time budget is the total).  Exit status: 1 when the campaign found a new
+bug, 0 otherwise (2 for a usage error).
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "fuzz the compiler: programs x pass pipelines x schedules, checked against the interpreter"
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1.5h`` -> seconds."""
+    from einc.errors import ParseError, Span
+
+    t = text.strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if t and t[-1] in mult:
+            val = float(t[:-1]) * mult[t[-1]]
+        else:
+            val = float(t)
+    except ValueError:
+        raise ParseError(f"bad duration {text!r}: write e.g. 90s, 10m or 1h", Span.at(text, 0, len(text), "--time")) from None
+    if val <= 0:
+        raise ParseError(f"duration {text!r} must be positive", Span.at(text, 0, len(text), "--time"))
+    return val
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time", default="60s", metavar="DURATION", help="time budget: 90s, 10m, 1h (default 60s)")
+    p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="cases run at once, each in its own child process")
+    p.add_argument("--corpus", default="corpus", metavar="DIR", help="seeds/, queue/ and regressions/ (default corpus)")
+    p.add_argument("--out", default="report", metavar="DIR", help="report and resumable state (default report)")
+    p.add_argument("--target", choices=("llvm", "interp"), default="llvm",
+                   help="llvm: compile with TVM; interp: einc passes only (no TVM)")
+    p.add_argument("--mode", choices=("coverage", "nofeedback", "generation"), default="coverage",
+                   help="coverage-guided (default), mutation without feedback, or generation only")
+    p.add_argument("--case-timeout", type=float, default=30.0, metavar="S", help="seconds before a case is a hang")
+    p.add_argument("--reduce-time", type=float, default=60.0, metavar="S", help="seconds to reduce each new finding")
+    p.add_argument("--fresh", action="store_true", help="ignore the saved state in --out and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument("--replay", metavar="DIR", help="re-run every regression folder under DIR and print the outcomes")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import shutil
+    from pathlib import Path
+
+    if args.replay:
+        return _replay(Path(args.replay))
+    budget = parse_duration(args.time)
+    if args.jobs < 1:
+        from einc.errors import ParseError
+
+        raise ParseError(f"--jobs must be at least 1, got {args.jobs}")
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        for name in ("state.json", "coverage.json"):
+            (out / name).unlink(missing_ok=True)
+    from einc.fuzz.campaign import Campaign
+
+    camp = Campaign(args.corpus, out, seed=args.seed, budget_s=budget, jobs=args.jobs, target=args.target,
+                    mode=args.mode, case_timeout=args.case_timeout, reduce_budget_s=args.reduce_time,
+                    progress=not args.no_progress)
+    summary = camp.run()
+    new = [f for f in summary["findings"] if f["new"]]
+    print(f"einc fuzz: {summary['execs']} execs in {summary['elapsed_s']:.0f}s ({summary['execs_per_s']:.2f}/s), "
+          f"{summary['coverage']['branches']} branches, {summary['coverage']['features']} features, "
+          f"{len(new)} new finding(s); report in {out / 'summary.json'}")
+    for f in new:
+        print(f"  {f['id']}: {f['signature']}\n    {f['path']}")
+    if summary.get("interrupted"):
+        return 130
+    return 1 if new else 0
+
+
+def _replay(root) -> int:
+    from einc.fuzz.corpus import list_regressions, load_regression
+    from einc.fuzz.harness import run_case_isolated, warm_up
+
+    folders = list_regressions(root.parent if root.name == "regressions" else root)
+    if not folders and root.is_dir():
+        folders = sorted(p for p in root.iterdir() if (p / "meta.json").exists())
+    warm_up()
+    still = 0
+    for folder in folders:
+        case, meta = load_regression(folder)
+        outcome = run_case_isolated(case, timeout=meta.get("timeout_s", 60), coverage=False)[0]
+        same = outcome.signature == meta["signature"]
+        still += same
+        print(f"{folder.name}: {'REPRODUCES' if same else 'differs'} [{meta.get('status', 'open')}] {outcome}")
+    return 1 if still else 0

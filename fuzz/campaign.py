@@ -1,0 +1,401 @@
+"""A fuzzing campaign: a time budget, a seed, N parallel children, a persistent corpus, a report.
+
+    Campaign(corpus="corpus/", out="report/", seed=1, budget_s=600, jobs=2).run()
+
+The loop: pick an input from the queue (or generate one), mutate it (program or pipeline, Tzer's
+interleaving), run it in a forked child (``isolate.Pool``), read its outcome and feedback (branch arcs
+of einc's code, TVM pass-change signatures, outcome keys).  An input that adds feedback joins the
+queue (``corpus/queue``); an outcome that is a bug and whose signature is new is reduced and saved as
+``corpus/regressions/<id>/``.
+
+``mode`` selects the ablation variant: ``coverage`` (the above), ``nofeedback`` (mutants of the seeds
+only; the queue never grows) and ``generation`` (every input freshly generated).
+
+State (counters, RNG state, interleaving, findings, the coverage timeline; the seen feedback in
+``coverage.json``) is checkpointed atomically to ``out/state.json`` every ``checkpoint_s`` seconds and
+after every queue addition or finding, so a campaign killed at any moment resumes with
+``Campaign(...).run()`` on the same ``out`` and loses at most the executions since the last checkpoint
+(their inputs, if they added feedback, are already in the queue).  The time budget is the total over
+all resumed runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import corpus as _corpus
+from .case import Case
+from .harness import execute, outcome_from_child, start_parent_coverage, stop_parent_coverage, warm_up
+from .isolate import Pool
+from .mutate import Interleave, mutate_case, random_pipeline
+from .gen import grammar_text, program_from_testing, random_program, text_with_ellipsis
+from .outcome import Outcome
+
+STATE_VERSION = 1
+
+
+@dataclass
+class Finding:
+    id: str
+    signature: str
+    symptom: str
+    stage: str
+    message: str
+    path: str
+    new: bool
+    elapsed_s: float
+    execs: int
+    reduce: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Campaign:
+    def __init__(self, corpus: str | os.PathLike = "corpus", out: str | os.PathLike = "report", *, seed: int = 0,
+                 budget_s: float = 60.0, jobs: int = 1, target: str = "llvm", mode: str = "coverage",
+                 case_timeout: float = 30.0, reduce_budget_s: float = 60.0, patience: int = 20,
+                 checkpoint_s: float = 2.0, faults: tuple = (), stop_on: Callable[["Campaign", Outcome], bool] | None = None,
+                 progress: bool = True, save_findings: bool = True, grammar_rate: float = 0.03,
+                 max_execs: int | None = None, fresh_rate: float = 0.2):
+        if mode not in ("coverage", "nofeedback", "generation"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.corpus, self.out = Path(corpus), Path(out)
+        self.seed, self.budget_s, self.jobs, self.target, self.mode = seed, budget_s, max(1, jobs), target, mode
+        self.case_timeout, self.reduce_budget_s, self.checkpoint_s = case_timeout, reduce_budget_s, checkpoint_s
+        self.faults, self.stop_on, self.progress, self.save_findings = tuple(faults), stop_on, progress, save_findings
+        self.grammar_rate, self.max_execs = grammar_rate, max_execs
+        self.fresh_rate = fresh_rate  # share of fresh inputs among the mutants (both modes that mutate)
+        self.rng = random.Random(seed)
+        self.inter = Interleave(patience)
+        self.execs = 0
+        self.elapsed_prev = 0.0
+        self.t_start = time.monotonic()
+        self.counts: dict[str, int] = {}
+        self.timeline: list[list] = []
+        self.findings: list[Finding] = []
+        self.flaky: dict[str, int] = {}  # signatures seen once that did not reproduce
+        self.known_hits: dict[str, int] = {}  # bugs met again whose signature is already a regression folder
+        self.arcs: set = set()
+        self.feats: set = set()
+        self.queue: dict[str, Case] = {}
+        self.seeds: list[Case] = []
+        self.known: dict[str, str] = {}
+        self.runs = 0
+        self.stopped_by = ""
+        self.stopped_at_s: float | None = None
+        self.stopped_at_execs: int | None = None
+        self._last_ckpt = 0.0
+        self._dirty = False
+        self.findings_dirty = False
+
+    # ----------------------------------------------------------------------------------- time and state
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_prev + (time.monotonic() - self.t_start)
+
+    def _state(self) -> dict:
+        st = self.rng.getstate()
+        return {
+            "version": STATE_VERSION, "seed": self.seed, "budget_s": self.budget_s, "mode": self.mode,
+            "target": self.target, "elapsed_s": round(self.elapsed, 3), "execs": self.execs, "runs": self.runs,
+            "rng": [st[0], list(st[1]), st[2]], "interleave": self.inter.state(), "counts": self.counts,
+            "timeline": self.timeline, "findings": [f.to_json() for f in self.findings],
+            "queue": sorted(self.queue), "flaky": self.flaky, "known_hits": self.known_hits,
+        }
+
+    def checkpoint(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        _corpus.atomic_write(self.out / "coverage.json",
+                             json.dumps({"arcs": sorted(map(list, self.arcs)), "features": sorted(self.feats)}))
+        _corpus.atomic_write_json(self.out / "state.json", self._state())
+        self._last_ckpt = time.monotonic()
+        self._dirty = False
+
+    def _resume(self) -> bool:
+        path = self.out / "state.json"
+        if not path.exists():
+            return False
+        st = json.loads(path.read_text())
+        if st.get("version") != STATE_VERSION:
+            return False
+        self.elapsed_prev = float(st["elapsed_s"])
+        self.execs = int(st["execs"])
+        self.runs = int(st.get("runs", 0))
+        r = st["rng"]
+        self.rng.setstate((r[0], tuple(r[1]), r[2]))
+        self.inter = Interleave.from_state(st["interleave"])
+        self.counts = dict(st["counts"])
+        self.timeline = list(st["timeline"])
+        self.findings = [Finding(**f) for f in st["findings"]]
+        self.flaky = dict(st.get("flaky", {}))
+        self.known_hits = dict(st.get("known_hits", {}))
+        cov_path = self.out / "coverage.json"
+        if cov_path.exists():
+            cj = json.loads(cov_path.read_text())
+            self.arcs = {tuple(a) for a in cj["arcs"]}
+            self.feats = set(cj["features"])
+        return True
+
+    # ----------------------------------------------------------------------------------- inputs
+
+    def _fresh(self) -> Case:
+        rng = self.rng
+        if rng.random() < self.grammar_rate:
+            try:
+                return Case(None, random_pipeline(rng, self.target), src=grammar_text(rng.randrange(2**31)),
+                            seed=rng.randrange(2**31))
+            except Exception:  # noqa: BLE001 - hypothesis missing: fall through to the typed generator
+                pass
+        prog = program_from_testing(rng.randrange(2**31)) if rng.random() < 0.3 else None
+        prog = prog or random_program(rng)
+        # sometimes as .ein text with an ellipsis, parsed in the child (the frontend gets fuzzed too)
+        src = text_with_ellipsis(prog, rng) if rng.random() < 0.15 else None
+        return Case(prog, random_pipeline(rng, self.target), src=src, seed=rng.randrange(2**31))
+
+    def _next_case(self) -> tuple[Case, str]:
+        rng = self.rng
+        if self.mode == "generation":
+            return self._fresh(), "generate"
+        pool = list(self.queue.values()) if self.mode == "coverage" else self.seeds
+        if not pool or rng.random() < self.fresh_rate:
+            return self._fresh(), "generate"
+        # favour recent queue entries (they hold the newest feedback) and, of three drawn, the smallest
+        # (AFL's favouring of small inputs: mutants of big programs compile slowly and grow further)
+        k = len(pool)
+        draws = [pool[min(k - 1, int(k * (1 - rng.random() ** 2)))] for _ in range(3)]
+        base = min(draws, key=lambda c: c.size)
+        if base.program is None:
+            return self._fresh(), "generate"
+        mode = self.inter.mode if self.mode == "coverage" else rng.choice(("program", "pipeline"))
+        case, how = mutate_case(base, rng, mode)
+        if self.target == "interp" and case.pipeline.target != "interp":
+            case = case.replace(pipeline=case.pipeline.replace(target="interp", tir=(), sched=(), config=()))
+        return case, how
+
+    # ----------------------------------------------------------------------------------- results
+
+    def _record(self, case: Case, how: str, outcome: Outcome, feats: set, arcs: set, stderr: str) -> None:
+        self.execs += 1
+        self.counts[outcome.key] = self.counts.get(outcome.key, 0) + 1
+        new_arcs = arcs - self.arcs
+        new_feats = feats - self.feats
+        gained = bool(new_arcs or new_feats)
+        self.arcs |= arcs
+        self.feats |= feats
+        if self.mode == "coverage":
+            self.inter.record(gained)
+            if gained and case.program is not None:
+                d = _corpus.save_queue_entry(self.corpus, case, {"how": how, "new_arcs": len(new_arcs),
+                                                                  "new_features": sorted(new_feats)[:20],
+                                                                  "outcome": outcome.key})
+                self.queue[d] = case
+                self._dirty = True
+        if not self.stopped_by and self.stop_on is not None and self.stop_on(self, outcome):
+            self.stopped_by = outcome.key
+            self.stopped_at_s = round(self.elapsed, 2)
+            self.stopped_at_execs = self.execs
+        if outcome.is_bug and (self.save_findings or not self.stopped_by):
+            self._finding(case, outcome, stderr)
+
+    def _finding(self, case: Case, outcome: Outcome, stderr: str) -> None:
+        sig = outcome.signature
+        if sig in self.known:
+            self.known_hits[sig] = self.known_hits.get(sig, 0) + 1
+            return
+        from .harness import run_case_isolated
+        from .reduce import reduce
+
+        # a finding must reproduce before it is reduced and saved (a hang under load, say, may not)
+        again = run_case_isolated(case, timeout=self.case_timeout, coverage=False, faults=self.faults)[0]
+        if again.signature != sig:
+            self.flaky[sig] = self.flaky.get(sig, 0) + 1
+            self._dirty = True
+            return
+        info: dict = {}
+        reduced = case
+        if self.reduce_budget_s > 0:
+            def test(c: Case) -> Outcome:
+                return run_case_isolated(c, timeout=self.case_timeout, coverage=False, faults=self.faults)[0]
+
+            max_tests = 6 if outcome.symptom == "timeout" else 200
+            reduced, info = reduce(case, test, sig, max_tests=max_tests, budget_s=self.reduce_budget_s)
+        path = ""
+        fid = _corpus.finding_id(outcome)
+        if self.save_findings:
+            folder = _corpus.save_regression(self.corpus, reduced, outcome, log=stderr,
+                                             extra_meta={"campaign_seed": self.seed, "reduce": info,
+                                                         "original_case": case.to_json(), "faults": list(self.faults)})
+            path = str(folder) if folder else str(_corpus.regressions_dir(self.corpus) / fid)
+        self.known[sig] = fid
+        self.findings.append(Finding(fid, sig, outcome.symptom, outcome.stage, outcome.message[:300], path, True,
+                                     round(self.elapsed, 2), self.execs, info))
+        self._dirty = self.findings_dirty = True
+
+    # ----------------------------------------------------------------------------------- the loop
+
+    def _sample_timeline(self) -> None:
+        self.timeline.append([round(self.elapsed, 2), self.execs, len(self.arcs), len(self.feats), len(self.findings)])
+
+    def run(self) -> dict:
+        resumed = self._resume()
+        self.runs += 1
+        warm_up(self.target)  # imports TVM once (seconds): not counted in the budget
+        coverage_shared = start_parent_coverage()
+        self.t_start = time.monotonic()
+        self.seeds = _corpus.load_seeds(self.corpus)
+        if self.target == "interp":
+            self.seeds = [c.replace(pipeline=c.pipeline.replace(target="interp")) for c in self.seeds]
+        if self.mode == "coverage":
+            self.queue = _corpus.load_queue(self.corpus)
+            if self.target == "interp":
+                self.queue = {d: c for d, c in self.queue.items() if c.pipeline.target == "interp"}
+            if not self.queue:
+                for c in self.seeds:
+                    self.queue[c.digest] = c
+        self.known = _corpus.known_signatures(self.corpus)
+        for f in self.findings:
+            self.known.setdefault(f.signature, f.id)
+        pool = Pool(self.jobs)
+        interrupted = False
+        old_term = signal.getsignal(signal.SIGTERM)
+
+        def _term(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _term)
+        prog_ui = _Progress(self) if self.progress else None
+        if not self.timeline:
+            self._sample_timeline()
+        last_sample = time.monotonic()
+        try:
+            while True:
+                done = self.elapsed >= self.budget_s or self.stopped_by or \
+                    (self.max_execs is not None and self.execs >= self.max_execs)
+                while not done and pool.free > 0:
+                    case, how = self._next_case()
+                    pool.submit(execute, (case,), {"coverage": True, "faults": self.faults},
+                                timeout=self.case_timeout, tag=(case, how))
+                if done and not pool.running:
+                    break
+                for (case, how), res in pool.wait(0.25):
+                    outcome, feats, arcs = outcome_from_child(res)
+                    self._record(case, how, outcome, feats, arcs, res.stderr)
+                now = time.monotonic()
+                if now - last_sample >= max(1.0, self.budget_s / 200):
+                    self._sample_timeline()
+                    last_sample = now
+                # queue entries and findings are on disk the moment they exist; the counters follow
+                # within checkpoint_s (writing the whole state after every gain would cost more than runs)
+                if now - self._last_ckpt >= self.checkpoint_s or (self._dirty and self.findings_dirty):
+                    self.checkpoint()
+                    self.findings_dirty = False
+                if prog_ui:
+                    prog_ui.update()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            pool.shutdown()
+            signal.signal(signal.SIGTERM, old_term)
+            if prog_ui:
+                prog_ui.close()
+        self._sample_timeline()
+        self.checkpoint()
+        stop_parent_coverage()
+        summary = self.write_report(coverage_shared=coverage_shared, interrupted=interrupted)
+        return summary
+
+    # ----------------------------------------------------------------------------------- report
+
+    def summary(self, **extra) -> dict:
+        el = max(self.elapsed, 1e-9)
+        return {
+            "version": STATE_VERSION, "seed": self.seed, "mode": self.mode, "target": self.target,
+            "jobs": self.jobs, "budget_s": self.budget_s, "elapsed_s": round(el, 2), "runs": self.runs,
+            "execs": self.execs, "execs_per_s": round(self.execs / el, 3),
+            "coverage": {
+                "branches": len(self.arcs), "features": len(self.feats),
+                "timeline_fields": ["elapsed_s", "execs", "branches", "features", "findings"],
+                "timeline": self.timeline,
+            },
+            "corpus_size": len(self.queue), "outcomes": dict(sorted(self.counts.items())),
+            "findings": [f.to_json() for f in self.findings],
+            "new_findings": sum(1 for f in self.findings if f.new), "flaky": self.flaky,
+            "known_hits": self.known_hits,
+            "stopped_by": self.stopped_by, "stopped_at_s": self.stopped_at_s, "stopped_at_execs": self.stopped_at_execs,
+            **extra,
+        }
+
+    def write_report(self, **extra) -> dict:
+        s = self.summary(**extra)
+        self.out.mkdir(parents=True, exist_ok=True)
+        _corpus.atomic_write_json(self.out / "summary.json", s)
+        try:
+            plot_coverage(self.timeline, self.out / "coverage.png", title=f"einc fuzz seed={self.seed} mode={self.mode}")
+        except Exception:  # noqa: BLE001 - a missing matplotlib must not lose the summary
+            pass
+        return s
+
+
+def plot_coverage(timeline: list, path, title: str = "einc fuzz") -> None:
+    """Branches and features over time, as a PNG (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ts = [r[0] for r in timeline]
+    ax.plot(ts, [r[2] for r in timeline], label="einc branches (arcs)")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("branches")
+    ax2 = ax.twinx()
+    ax2.plot(ts, [r[3] for r in timeline], color="tab:orange", label="features (arcs + TVM pass changes)")
+    ax2.set_ylabel("features")
+    ax.set_title(title)
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """A rich progress line refreshed by the loop itself (no refresh thread: the campaign forks)."""
+
+    def __init__(self, camp: Campaign):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.camp = camp
+        self.console = Console(stderr=True)
+        self.p = Progress(TextColumn("[bold]fuzz[/]"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
+                          console=self.console, auto_refresh=False, transient=False)
+        self.p.start()
+        self.task = self.p.add_task("", total=camp.budget_s)
+        self.last = 0.0
+
+    def update(self) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        c = self.camp
+        el = max(c.elapsed, 1e-9)
+        desc = (f"execs {c.execs} ({c.execs / el:.1f}/s)  branches {len(c.arcs)}  features {len(c.feats)}  "
+                f"queue {len(c.queue)}  findings {len(c.findings)}  mode {c.inter.mode}")
+        self.p.update(self.task, completed=min(el, c.budget_s), description=desc)
+        self.p.refresh()
+
+    def close(self) -> None:
+        self.last = 0
+        self.update()
+        self.p.stop()

@@ -1,0 +1,177 @@
+"""A fuzz case: a program (an IR ``Program``, or ``.ein`` text still to parse) and a pipeline.
+
+``FuzzPipeline`` is everything between the program and the numbers it computes:
+
+* ``passes``: an einc pass pipeline string (``canonicalize,decompose{path=optimal}``);
+* ``tir``: TVM TIR passes applied before the default lowering pipeline (``s_tir.LoopPartition``,
+  ``tirx.NarrowDataType(32)``);
+* ``sched``: schedule primitives applied after einc's own schedule (``split(b0,l1,4)``);
+* ``config``: PassContext config toggles (``tirx.disable_vectorize=1``);
+* ``target``: ``llvm`` (compile with TVM) or ``interp`` (einc passes only, no TVM);
+* ``base``: ``einc`` (primitives apply on top of einc's CPU schedule) or ``none`` (on the naive
+  loop nest: a TVM bug reduced to ``none`` does not depend on einc's schedules);
+* ``oracle``: ``interp`` (compare with the interpreter), ``relabel`` or ``permute`` (metamorphic:
+  the program is rewritten by label renaming / operand permutation before it is compiled, and must
+  still agree with the interpreter on the original).
+
+Everything is plain data: cases hash, compare and round-trip through JSON (the corpus format) and
+through ``pipeline.txt`` (the regression format).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+
+from einc.ir.nodes import Cast, Einsum, Program, Value
+from einc.ir.types import TensorType
+
+TARGETS = ("llvm", "interp")
+ORACLES = ("interp", "relabel", "permute")
+
+
+def program_to_json(prog: Program) -> dict:
+    ops = []
+    for op in prog.body:
+        if isinstance(op, Einsum):
+            ops.append({"op": "einsum", "result": op.result, "operands": list(op.operands),
+                        "inputs": list(op.inputs), "output": op.output,
+                        "shape": list(op.type.shape), "dtype": op.type.dtype})
+        elif isinstance(op, Cast):
+            ops.append({"op": "cast", "result": op.result, "operand": op.operand,
+                        "shape": list(op.type.shape), "dtype": op.type.dtype})
+        else:  # pragma: no cover - the IR has two ops
+            raise TypeError(f"unknown op {op!r}")
+    return {"inputs": [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in prog.inputs],
+            "body": ops, "outputs": list(prog.outputs)}
+
+
+def program_from_json(d: dict) -> Program:
+    ins = tuple(Value(v["name"], TensorType(tuple(v["shape"]), v["dtype"])) for v in d["inputs"])
+    body = []
+    for o in d["body"]:
+        t = TensorType(tuple(o["shape"]), o["dtype"])
+        if o["op"] == "einsum":
+            body.append(Einsum(o["result"], tuple(o["operands"]), tuple(o["inputs"]), o["output"], t))
+        else:
+            body.append(Cast(o["result"], o["operand"], t))
+    return Program(ins, tuple(body), tuple(d["outputs"]))
+
+
+@dataclass(frozen=True)
+class FuzzPipeline:
+    passes: str = ""
+    tir: tuple[str, ...] = ()
+    sched: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()
+    target: str = "llvm"
+    oracle: str = "interp"
+    base: str = "einc"  # the schedule the primitives start from: einc's own, or "none" (the naive loop nest)
+
+    def __post_init__(self):
+        for f in ("tir", "sched", "config"):
+            object.__setattr__(self, f, tuple(getattr(self, f)))
+
+    def replace(self, **kw) -> "FuzzPipeline":
+        return replace(self, **kw)
+
+    @property
+    def size(self) -> int:
+        """How much pipeline there is (the reducer minimizes this)."""
+        n_passes = len([p for p in _split_top(self.passes) if p])
+        return (n_passes + len(self.tir) + len(self.sched) + len(self.config) + (self.oracle != "interp")
+                + (self.base == "einc" and bool(self.sched)))  # primitives on top of einc's schedule count one more
+
+    def to_text(self) -> str:
+        return (f"# einc fuzz pipeline (einc.fuzz.case.FuzzPipeline.from_text reads it)\n"
+                f"target: {self.target}\n"
+                f"oracle: {self.oracle}\n"
+                f"base: {self.base}\n"
+                f"passes: {self.passes}\n"
+                f"tir: {'; '.join(self.tir)}\n"
+                f"schedule: {'; '.join(self.sched)}\n"
+                f"config: {'; '.join(self.config)}\n")
+
+    @classmethod
+    def from_text(cls, text: str) -> "FuzzPipeline":
+        kw: dict = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or ":" not in line:
+                continue
+            key, val = (s.strip() for s in line.split(":", 1))
+            items = tuple(s.strip() for s in val.split(";") if s.strip())
+            if key == "passes":
+                kw["passes"] = val
+            elif key in ("tir", "config"):
+                kw[key] = items
+            elif key == "schedule":
+                kw["sched"] = items
+            elif key in ("target", "oracle", "base"):
+                kw[key] = val
+        return cls(**kw)
+
+    def to_json(self) -> dict:
+        return {"passes": self.passes, "tir": list(self.tir), "sched": list(self.sched),
+                "config": list(self.config), "target": self.target, "oracle": self.oracle, "base": self.base}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FuzzPipeline":
+        return cls(d.get("passes", ""), tuple(d.get("tir", ())), tuple(d.get("sched", ())),
+                   tuple(d.get("config", ())), d.get("target", "llvm"), d.get("oracle", "interp"), d.get("base", "einc"))
+
+
+def _split_top(s: str) -> list[str]:
+    """Split a pass pipeline string at top-level commas (not inside ``{...}``)."""
+    out, depth, cur = [], 0, []
+    for ch in s:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        out.append("".join(cur).strip())
+    return out
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input: a program (or the text to parse), a pipeline and the seed of the input arrays."""
+
+    program: Program | None = None
+    pipeline: FuzzPipeline = field(default_factory=FuzzPipeline)
+    src: str | None = None  # .ein text; when set it is parsed in the child (stage "parse")
+    seed: int = 0
+
+    def replace(self, **kw) -> "Case":
+        return replace(self, **kw)
+
+    def to_json(self) -> dict:
+        return {"program": program_to_json(self.program) if self.program is not None else None,
+                "src": self.src, "pipeline": self.pipeline.to_json(), "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Case":
+        prog = program_from_json(d["program"]) if d.get("program") else None
+        return cls(prog, FuzzPipeline.from_json(d.get("pipeline") or {}), d.get("src"), int(d.get("seed", 0)))
+
+    @property
+    def digest(self) -> str:
+        blob = json.dumps(self.to_json(), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:16]
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """(ops + operands + axes, total elements, pipeline size): what the reducer minimizes."""
+        if self.program is None:
+            return (len(self.src or ""), 0, self.pipeline.size)
+        p = self.program
+        structure = len(p.body) + len(p.inputs) + sum(len(op.operands) for op in p.body)
+        structure += sum(v.type.rank for v in p.inputs)
+        elems = sum(v.type.size for v in p.inputs) + sum(op.type.size for op in p.body)
+        return (structure, elems, self.pipeline.size)

@@ -1,0 +1,251 @@
+"""The on-disk corpus: seeds, the queue of inputs that added feedback, and regression folders.
+
+    corpus/seeds/*.ein                 hand-written programs (an optional NAME.pipeline.txt beside one)
+    corpus/queue/<digest>.json         inputs that added feedback (the campaign's working set)
+    corpus/regressions/<id>/           one folder per finding:
+        case.ein      the (reduced) program, or the raw text for a parse-stage finding
+        pipeline.txt  the (reduced) pipeline (FuzzPipeline.to_text)
+        meta.json     symptom, stage, signature, status, expected outcome, seeds, versions
+        err.log       the error message / mismatch and the child's stderr tail
+        repro.py      a standalone reproducer (exit 1 while the bug reproduces)
+
+Every write is atomic: a file goes through a temporary name and ``os.replace``, a regression folder is
+assembled under a temporary name and renamed into place, so a kill never leaves half a folder.
+
+``status`` in meta.json: ``open`` (reproduces; the replay test xfails and fails once it stops
+reproducing, so that someone marks it fixed), ``fixed`` (the replay asserts ``expect``), ``workaround``
+(a TVM bug einc works around: the replay asserts ``expect``, the workaround's outcome).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from .case import Case, FuzzPipeline
+from .outcome import Outcome
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------------------------- seeds and queue
+
+
+def load_seeds(corpus: str | os.PathLike) -> list[Case]:
+    """Cases from ``corpus/seeds/*.ein`` (default pipeline unless a ``NAME.pipeline.txt`` is beside)."""
+    from einc.frontend.program import parse_program
+
+    out = []
+    for p in sorted(Path(corpus, "seeds").glob("*.ein")):
+        try:
+            prog = parse_program(p.read_text(), filename=str(p)) if _takes_filename() else parse_program(p.read_text())
+        except Exception:  # noqa: BLE001 - a broken seed is skipped, not fatal
+            continue
+        pl_path = p.with_suffix(".pipeline.txt")
+        pl = FuzzPipeline.from_text(pl_path.read_text()) if pl_path.exists() else FuzzPipeline()
+        out.append(Case(prog, pl))
+    return out
+
+
+def _takes_filename() -> bool:
+    import inspect
+
+    from einc.frontend.program import parse_program
+
+    try:
+        return "filename" in inspect.signature(parse_program).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def queue_dir(corpus) -> Path:
+    return Path(corpus, "queue")
+
+
+def save_queue_entry(corpus, case: Case, info: dict) -> str:
+    d = case.digest
+    atomic_write_json(queue_dir(corpus) / f"{d}.json", {"case": case.to_json(), "info": info})
+    return d
+
+
+def load_queue(corpus) -> dict[str, Case]:
+    out = {}
+    q = queue_dir(corpus)
+    if not q.is_dir():
+        return out
+    for p in sorted(q.glob("*.json")):
+        try:
+            out[p.stem] = Case.from_json(json.loads(p.read_text())["case"])
+        except Exception:  # noqa: BLE001 - a damaged entry is skipped
+            continue
+    return out
+
+
+# ------------------------------------------------------------------------------------------- regressions
+
+
+def regressions_dir(corpus) -> Path:
+    return Path(corpus, "regressions")
+
+
+def finding_id(outcome: Outcome) -> str:
+    h = hashlib.sha1(outcome.signature.encode()).hexdigest()[:10]
+    return f"{outcome.symptom}-{outcome.stage}-{h}"
+
+
+def known_signatures(corpus) -> dict[str, str]:
+    """signature -> folder id, over every regression folder."""
+    out = {}
+    root = regressions_dir(corpus)
+    if not root.is_dir():
+        return out
+    for meta in root.glob("*/meta.json"):
+        try:
+            out[json.loads(meta.read_text())["signature"]] = meta.parent.name
+        except Exception:  # noqa: BLE001
+            continue
+    return out
+
+
+def case_text(case: Case) -> str:
+    if case.src is not None:
+        return case.src
+    from einc.ir.printer import print_program
+
+    return print_program(case.program)
+
+
+REPRO = '''#!/usr/bin/env python
+"""Reproducer for einc fuzz finding {id}: {symptom} at stage {stage}.
+
+    {summary}
+
+Run from anywhere with einc installed:  python repro.py [--in-process]
+It reads case.ein, pipeline.txt and meta.json next to it, runs the case through
+einc.fuzz.harness (in a child process, so a crash cannot take this script down; --in-process
+runs it here, showing any traceback) and prints the outcome.  Exit status 1 while the bug
+reproduces (same signature), 0 otherwise.
+"""
+import json
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def main() -> int:
+    from einc.fuzz.case import Case, FuzzPipeline
+    from einc.fuzz.harness import execute, run_case_isolated, warm_up
+    from einc.fuzz.outcome import Outcome
+
+    meta = json.loads((HERE / "meta.json").read_text())
+    text = (HERE / "case.ein").read_text()
+    pipeline = FuzzPipeline.from_text((HERE / "pipeline.txt").read_text())
+    if meta.get("from_text"):
+        case = Case(None, pipeline, src=text, seed=meta["seed"])
+    else:
+        from einc.frontend.program import parse_program
+
+        case = Case(parse_program(text), pipeline, seed=meta["seed"])
+    if "--in-process" in sys.argv:
+        outcome = Outcome.from_json(execute(case, coverage=False)["outcome"])
+    else:
+        warm_up()
+        outcome = run_case_isolated(case, timeout=meta.get("timeout_s", 60), coverage=False)[0]
+    print("outcome:  ", outcome)
+    print("recorded: ", meta["signature"])
+    return 1 if outcome.signature == meta["signature"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def save_regression(corpus, case: Case, outcome: Outcome, *, extra_meta: dict | None = None, log: str = "",
+                    status: str = "open", expect: str = "ok@done") -> Path | None:
+    """Write the regression folder for ``outcome`` atomically; ``None`` when one with its id exists."""
+    root = regressions_dir(corpus)
+    root.mkdir(parents=True, exist_ok=True)
+    fid = finding_id(outcome)
+    final = root / fid
+    if final.exists():
+        return None
+    try:  # the installed version, without importing TVM (seconds)
+        from importlib.metadata import version
+
+        tvm_version = version("apache-tvm")
+    except Exception:  # noqa: BLE001
+        tvm_version = ""
+    from einc import __version__
+
+    meta = {
+        "id": fid, "symptom": outcome.symptom, "stage": outcome.stage, "exc_type": outcome.exc_type,
+        "message": outcome.message[:2000], "signature": outcome.signature, "status": status, "expect": expect,
+        "seed": case.seed, "from_text": case.src is not None, "found_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "einc_version": __version__, "tvm_version": tvm_version, "timeout_s": 60, "case": case.to_json(),
+    }
+    meta.update(extra_meta or {})
+    summary = str(outcome).replace('"""', "'''")[:300]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{fid}.", dir=root))
+    try:
+        (tmp / "case.ein").write_text(case_text(case))
+        (tmp / "pipeline.txt").write_text(case.pipeline.to_text())
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+        detail = json.dumps(outcome.detail, indent=1, default=str) if outcome.detail else ""
+        (tmp / "err.log").write_text(f"{outcome}\n\n{outcome.message}\n\n{detail}\n\n{log}".rstrip() + "\n")
+        (tmp / "repro.py").write_text(REPRO.format(id=fid, symptom=outcome.symptom, stage=outcome.stage, summary=summary))
+        os.rename(tmp, final)
+    except FileExistsError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if final.exists():
+            return None
+        raise e
+    return final
+
+
+def load_regression(folder: str | os.PathLike) -> tuple[Case, dict]:
+    """The case and meta of a regression folder (case.ein parsed back unless the finding is on text)."""
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    text = (folder / "case.ein").read_text()
+    pl = FuzzPipeline.from_text((folder / "pipeline.txt").read_text())
+    if meta.get("from_text"):
+        return Case(None, pl, src=text, seed=meta.get("seed", 0)), meta
+    from einc.frontend.program import parse_program
+
+    return Case(parse_program(text), pl, seed=meta.get("seed", 0)), meta
+
+
+def list_regressions(corpus) -> list[Path]:
+    root = regressions_dir(corpus)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "meta.json").exists())

@@ -1,0 +1,50 @@
+"""Replaying regression folders: what ``tests/test_regressions.py`` and ``einc fuzz --replay`` run.
+
+``replay(folder)`` re-runs the folder's case in a child and returns a ``Verdict``:
+
+* status ``open`` (the bug is known, not fixed): ``xfail`` while it still reproduces (same signature);
+  ``fail`` when it no longer does, so that someone checks the fix and marks the folder ``fixed``
+  (or the behaviour changed into something else, which needs a look too);
+* status ``fixed`` or ``workaround``: ``pass`` when the outcome is ``meta["expect"]`` (``ok@done`` by
+  default, or e.g. ``rejected@lower`` when the fix is a clean rejection); ``fail`` otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .corpus import load_regression
+from .outcome import Outcome
+
+
+@dataclass
+class Verdict:
+    result: str  # pass | xfail | fail
+    reason: str
+    outcome: Outcome
+    meta: dict
+
+
+def needs_tvm(folder) -> bool:
+    import json
+
+    meta = json.loads((Path(folder) / "meta.json").read_text())
+    return (meta.get("case", {}).get("pipeline", {}) or {}).get("target", "llvm") != "interp"
+
+
+def replay(folder, timeout: float | None = None) -> Verdict:
+    from .harness import run_case_isolated
+
+    case, meta = load_regression(folder)
+    outcome = run_case_isolated(case, timeout=timeout or meta.get("timeout_s", 60), coverage=False,
+                                faults=tuple(meta.get("faults") or ()))[0]
+    status = meta.get("status", "open")
+    if status == "open":
+        if outcome.signature == meta["signature"]:
+            return Verdict("xfail", f"open bug still reproduces: {outcome}", outcome, meta)
+        return Verdict("fail", f"open bug no longer reproduces (now {outcome}); if fixed, set status "
+                               f"'fixed' in {Path(folder) / 'meta.json'}", outcome, meta)
+    expect = meta.get("expect", "ok@done")
+    if outcome.key == expect:
+        return Verdict("pass", f"{status}: {outcome.key}", outcome, meta)
+    return Verdict("fail", f"{status} regression: expected {expect}, got {outcome}", outcome, meta)

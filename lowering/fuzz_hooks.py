@@ -1,0 +1,268 @@
+"""Hooks the fuzzer needs inside the lowering: ``build`` with extra TIR passes, extra schedule
+primitives, PassContext config, and a pass instrument that records which TVM passes changed the
+module.  Built from the pieces of ``lowering.build`` (same stages, same ``CompileError`` wrapping),
+so a fuzzed build differs from ``build()`` only by what the fuzzer adds.
+
+    lower      lowering.lower.lower
+    schedule   lowering.schedules_cpu.schedule, then the fuzzed primitives (``split(b0,l1,4)``...);
+               a primitive TVM refuses with a ScheduleError is skipped and recorded
+    tir_pass   the fuzzed TIR passes, inside a registered tir pipeline, before TVM's default one
+    codegen    TVM's default TIR pipeline and LLVM codegen
+
+``mark(stage)`` is called at each boundary (the fuzzer's child reports it to the parent, so a crash
+is placed in a stage).  TVM is reached only through ``lowering._tvm``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from einc.errors import CompileError, Unsupported
+from einc.ir.nodes import Program
+
+from . import target as _target
+from .build import Built, _stage
+
+PIPELINE_NAME = "einc_fuzz"
+
+
+class ScheduleSkipped(Exception):
+    """A fuzzed primitive TVM refused (ScheduleError): valid behaviour, recorded as a feature."""
+
+
+def _all_blocks(sch):
+    """Every schedulable block of ``main`` except the root, in program order (pre-order)."""
+    out = []
+
+    def visit(parent):
+        for b in sch.get_child_blocks(parent):
+            out.append(b)
+            visit(b)
+
+    try:
+        root = sch.get_sblock("root")
+    except Exception:  # noqa: BLE001 - a module without a root block
+        return out
+    visit(root)
+    return out
+
+
+def apply_primitive(sch, spec: str) -> str:
+    """Apply one fuzzed primitive to ``sch`` (in place); returns a short description."""
+    from einc.fuzz.space import parse_sched_prim
+
+    kind, args = parse_sched_prim(spec)
+    blocks = _all_blocks(sch)
+    if not blocks:
+        raise ScheduleSkipped("no blocks")
+    b = blocks[args[0][1] % len(blocks)] if args and args[0][0] == "b" else blocks[0]
+    loops = sch.get_loops(b)
+
+    def loop(ref):
+        if not loops:
+            raise ScheduleSkipped("no loops")
+        return loops[ref[1] % len(loops)]
+
+    rest = args[1:]
+    if kind == "split":
+        lp = loop(rest[0])
+        sch.split(lp, [None, int(rest[1])])
+    elif kind == "reorder":
+        a, c = loop(rest[0]), loop(rest[1])
+        if a.same_as(c):
+            raise ScheduleSkipped("same loop")
+        sch.reorder(a, c)
+    elif kind == "fuse":
+        if len(loops) < 2:
+            raise ScheduleSkipped("one loop")
+        i = rest[0][1] % (len(loops) - 1)
+        sch.fuse(loops[i], loops[i + 1])
+    elif kind == "vectorize":
+        sch.vectorize(loop(rest[0]))
+    elif kind == "parallel":
+        sch.parallel(loop(rest[0]))
+    elif kind == "unroll":
+        sch.unroll(loop(rest[0]))
+    elif kind == "annotate_unroll":
+        sch.annotate(loop(rest[0]), "pragma_auto_unroll_max_step", 16)
+    elif kind == "cache_write":
+        sch.cache_write(b, int(rest[0]) if rest else 0, "global")
+    elif kind == "cache_read":
+        sch.cache_read(b, int(rest[0]) if rest else 0, "global")
+    elif kind == "decompose_reduction":
+        sch.decompose_reduction(b, loop(rest[0]))
+    elif kind == "rfactor":
+        sch.rfactor(loop(rest[0]), 0)
+    elif kind == "compute_inline":
+        sch.compute_inline(b)
+    elif kind == "reverse_compute_inline":
+        sch.reverse_compute_inline(b)
+    elif kind == "compute_at":
+        other = blocks[rest[0][1] % len(blocks)]
+        ol = sch.get_loops(other)
+        if not ol:
+            raise ScheduleSkipped("no loops")
+        sch.compute_at(b, ol[rest[1][1] % len(ol)])
+    elif kind == "storage_align":
+        sch.storage_align(b, 0, int(rest[0]), int(rest[1]), int(rest[2]))
+    else:  # pragma: no cover - parse_sched_prim knows the kinds
+        raise ValueError(kind)
+    return spec
+
+
+def _tir_pass(spec: str):
+    from einc.fuzz.space import parse_tir_pass
+
+    from ._tvm import s_tir, tirx
+
+    ns, name, args = parse_tir_pass(spec)
+    mod = {"tirx": tirx.transform, "s_tir": s_tir.transform}[ns]
+    fn = getattr(mod, name, None)
+    if fn is None:
+        raise Unsupported(f"TVM has no TIR pass {ns}.{name}")
+    return fn(*args)
+
+
+def _register_pipeline(extra: list, mark: Callable[[str], None]) -> str:
+    from tvm.s_tir.pipeline import default_s_tir_pipeline, finalize_device_passes, finalize_host_passes
+
+    from ._tvm import tvm
+
+    def factory():
+        @tvm.transform.module_pass(opt_level=0, name="einc_fuzz_pipeline")
+        def _pipeline(mod, ctx):
+            if extra:
+                mark("tir_pass")
+                mod = tvm.ir.transform.Sequential(extra)(mod)
+            mark("codegen")
+            return default_s_tir_pipeline()[0](mod)
+
+        return _pipeline, finalize_host_passes, finalize_device_passes
+
+    tvm.tirx.register_tir_pipeline(PIPELINE_NAME, factory)
+    return PIPELINE_NAME
+
+
+def _instrument(changed: list):
+    """A pass instrument that appends ``(pass name, changed?)`` for every TVM pass that runs."""
+    from tvm.ir.instrument import pass_instrument
+
+    from ._tvm import tvm_ffi
+
+    @pass_instrument
+    class _Changes:
+        def __init__(self):
+            self.stack = []
+
+        def run_before_pass(self, mod, info):
+            self.stack.append(tvm_ffi.structural_hash(mod))
+
+        def run_after_pass(self, mod, info):
+            before = self.stack.pop() if self.stack else None
+            changed.append((info.name, before != tvm_ffi.structural_hash(mod)))
+
+    return _Changes()
+
+
+def build_fuzzed(prog: Program, *, tir=(), sched=(), config=(), target=None, einc_schedule: bool = True,
+                 mark: Callable[[str], None] = lambda s: None, features: set | None = None,
+                 record_passes: bool = True) -> Built:
+    """``lowering.build.build`` plus the fuzzer's TIR passes, schedule primitives and config.
+
+    ``features`` (when given) receives strings naming what happened: skipped primitives and, with
+    ``record_passes``, every TVM pass as ``tvm:<name>:changed|same``.
+    """
+    from einc.fuzz.space import parse_config
+    from einc.ir.verify import verify
+
+    from . import lower as _lower
+    from ._tvm import VERSION, s_tir, tvm
+
+    verify(prog)
+    tjson = _target.resolve(target)
+    if _target.kind(tjson) != "llvm":
+        raise Unsupported(f"fuzzed builds compile CPU (llvm) targets; got {tjson}")
+    if _lower.has_zero_size(prog):
+        raise Unsupported("program has a zero-size value; einc.kernel runs such programs without TVM")
+    feats = features if features is not None else set()
+    timings = {}
+    mark("lower")
+    low, timings["lower"] = _stage("lower", _lower.lower, prog)
+    mark("schedule")
+    if einc_schedule:
+        from . import schedules_cpu
+
+        (mod, plan), timings["schedule"] = _stage("schedule", schedules_cpu.schedule, low, tjson)
+    else:
+        mod, plan = tvm.IRModule({"main": low.func}), [(s.block, "none", "naive loop nest") for s in low.steps]
+    if sched:
+        sch = s_tir.Schedule(mod)
+        for spec in sched:
+            trial = sch.copy()
+            try:
+                apply_primitive(trial, spec)
+            except (ScheduleSkipped, s_tir.ScheduleError) as e:
+                feats.add(f"sched:skip:{spec.split('(')[0]}:{type(e).__name__}")
+                continue
+            except Exception as e:  # noqa: BLE001 - TVM failed inside a primitive instead of refusing it
+                head = next((ln.strip() for ln in str(e).splitlines() if "Check failed" in ln or "rror" in ln), "")
+                raise CompileError(f"TVM failed in stage 'schedule' (primitive {spec}): {type(e).__name__}: "
+                                   f"{head[:300]}") from e
+            feats.add(f"sched:ok:{spec.split('(')[0]}")
+            sch = trial
+            plan.append(("fuzz", "fuzz", spec))
+        mod = sch.mod
+    extra = [_tir_pass(s) for s in tir]
+    name = _register_pipeline(extra, mark)
+    cfg = dict(parse_config(c) for c in config)
+    changed: list = []
+    instruments = [_instrument(changed)] if record_passes else []
+    tvm_target = _target.to_tvm(tjson)
+
+    def _compile():
+        with tvm.transform.PassContext(opt_level=3, config=cfg, instruments=instruments):
+            return tvm.compile(mod, target=tvm_target, tir_pipeline=name)
+
+    t0 = time.perf_counter()
+    try:
+        ex = _compile()
+    except Exception as e:  # noqa: BLE001 - same wrapping as build(): CompileError names the stage
+        msg = str(e).strip().splitlines()
+        head = next((ln for ln in msg if ln.startswith("Error message")), None) or \
+            next((ln for ln in msg if "rror" in ln or "Check failed" in ln), msg[-1] if msg else "")
+        raise CompileError(f"TVM failed in stage 'compile': {type(e).__name__}: {head.strip()[:300]}") from e
+    timings["compile"] = time.perf_counter() - t0
+    for pname, ch in changed:
+        feats.add(f"tvm:{pname}:{'changed' if ch else 'same'}")
+    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
+
+
+def storage_array(x: np.ndarray, dtype: str) -> np.ndarray:
+    """The array ``main`` reads for an einc value of ``dtype`` (bfloat16 travels as uint16 bits)."""
+    from einc.ir.types import np_dtype
+
+    # np.require, not np.ascontiguousarray: the latter turns a 0-d array into a 1-d one
+    x = np.require(np.asarray(x).astype(np_dtype(dtype), copy=False), requirements="C")
+    return x.view(np.uint16) if dtype == "bfloat16" else x
+
+
+def run_built(built: Built, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Run a (fuzzed) build on numpy inputs; returns numpy outputs of the program's dtypes."""
+    from einc.ir.types import np_dtype
+
+    from ._tvm import empty, tensor
+    from .lower import storage_dtype
+
+    prog = built.program
+    ins = [tensor(storage_array(a, v.type.dtype)) for a, v in zip(arrays, prog.inputs)]
+    types = prog.types()
+    outs_t = [types[o] for o in prog.outputs]
+    outs = [empty(t.shape, storage_dtype(t.dtype)) for t in outs_t]
+    built.run(ins, outs)
+    res = []
+    for o, t in zip(outs, outs_t):
+        a = o.numpy()
+        res.append(a.view(np_dtype("bfloat16")) if t.dtype == "bfloat16" else a.astype(np_dtype(t.dtype), copy=False))
+    return res
