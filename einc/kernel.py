@@ -499,8 +499,12 @@ def _run_pipeline(prog: Program, optimize, pipeline):
 
 def compile_program(prog: Program, target="llvm", *, subscripts: str | None = None,
                     source_program: Program | None = None, pipeline: str | None = None,
-                    schedule: bool = True) -> Kernel:
-    """A ``Kernel`` for an IR program as it is (no passes run here)."""
+                    schedule: bool = True, tune: int = 0, tune_dir: str | None = None) -> Kernel:
+    """A ``Kernel`` for an IR program as it is (no passes run here).
+
+    ``tune=N`` tunes with MetaSchedule (N trials, database kept in ``tune_dir``); see
+    ``einc.lowering.build.build``.
+    """
     from einc.ir.verify import verify
 
     verify(prog)
@@ -511,12 +515,12 @@ def compile_program(prog: Program, target="llvm", *, subscripts: str | None = No
         return Kernel(prog, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
     from einc.lowering.build import build
 
-    built = build(prog, target, schedule=schedule)
+    built = build(prog, target, schedule=schedule, tune=tune, tune_dir=tune_dir)
     return Kernel(prog, built, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
 
 
 def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optimize="auto",
-            pipeline: str | None = None) -> Kernel:  # noqa: A001 - mirrors numpy/torch naming
+            pipeline: str | None = None, tune: int = 0, tune_dir: str | None = None) -> Kernel:  # noqa: A001
     """Compile ``subscripts`` for operands of these shapes (float32 unless ``dtype``) or like these arrays."""
     if not isinstance(subscripts, str):
         raise EincTypeError(f"subscripts must be a string, got {type(subscripts).__name__}")
@@ -524,7 +528,8 @@ def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optim
     sd = [_shape_and_dtype(x, d, i) for i, (x, d) in enumerate(zip(shapes_or_arrays, dts))]
     prog0 = _parse(subscripts, [s for s, _ in sd], [d for _, d in sd])
     prog, spec = _run_pipeline(prog0, optimize, pipeline)
-    return compile_program(prog, target, subscripts=subscripts, source_program=prog0, pipeline=spec)
+    return compile_program(prog, target, subscripts=subscripts, source_program=prog0, pipeline=spec,
+                           tune=tune, tune_dir=tune_dir)
 
 
 __all__ = ["Kernel", "compile", "compile_program", "load", "aligned_empty", "program_to_json", "program_from_json"]

@@ -35,6 +35,19 @@ def has_feature(feature: str, target) -> bool:
         return False
 
 
+def meta_schedule():
+    """``tvm.s_tir.meta_schedule`` (imported on demand: it needs psutil and cloudpickle)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms
+
+
+def remove_weight_layout_rewrite_block(mod):
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    return RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+
+
 def compile_mod(mod, target):
     """``tvm.compile`` for a scheduled IRModule: an Executable with ``main``."""
     return tvm.compile(mod, target=target)

@@ -66,11 +66,9 @@ def _stage(name: str, fn, *args, **kw):
 def _ms_build(mod, target, _params):
     # MetaSchedule's default build function first imports tvm.s_tir.tensor_intrin (~40 s), longer
     # than the builder's timeout, so every trial would fail: build without it
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    from ._tvm import remove_weight_layout_rewrite_block, tvm
 
-    from ._tvm import tvm
-
-    return tvm.tirx.build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+    return tvm.tirx.build(remove_weight_layout_rewrite_block(mod), target=target)
 
 
 def tune_dir_default() -> str:
@@ -91,13 +89,19 @@ def _tune(low, tvm_target, trials: int, work_dir: str | None):
     """
     import os
 
-    from ._tvm import tvm
-    from tvm.s_tir import meta_schedule as ms
+    from ._tvm import meta_schedule, tvm
+
+    ms = meta_schedule()
 
     work_dir = work_dir or tune_dir_default()
     os.makedirs(work_dir, exist_ok=True)
     mod = tvm.IRModule({"main": low.func})
     cores = int(tvm_target.attrs.get("num-cores", 1)) if "num-cores" in tvm_target.attrs else 1
+    if os.path.exists(os.path.join(work_dir, "database_tuning_record.json")):
+        db = ms.database.JSONDatabase(work_dir=work_dir)
+        sch = ms.tir_integration.compile_tir(db, mod, tvm_target)
+        if sch is not None:  # tuned before: replay the best record, no new trials
+            return sch.mod
     db = ms.tune_tir(
         mod, tvm_target, work_dir=work_dir, max_trials_global=trials, num_trials_per_iter=min(trials, 16),
         builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120, f_build=_ms_build),

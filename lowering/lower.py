@@ -140,8 +140,51 @@ def convert(x, src: str, dst: str):
             x = convert(x, src, "float32")
         return _f32_to_bf16(x)
     if dst == "bool":
+        if src.startswith("float"):  # NaN -> True, as numpy (an ordered != would say False)
+            return tirx.Or(x != tirx.const(0, src), tirx.isnan(x))
         return x != tirx.const(0, src)
+    if src.startswith("float") and dst.startswith(("int", "uint")):
+        return _float_to_int(x, src, dst)
     return tirx.Cast(dst, x)
+
+
+# --- float -> integer casts (fuzz finding wrong_result-run-190a5a7daf) -----------------------
+# LLVM's fptosi/fptoui give poison outside the destination's range (a negative float to uint32
+# gave 254).  numpy on x86-64 runs C casts, i.e. cvttss2si/cvttsd2si: truncate toward zero into a
+# 32- or 64-bit signed integer, NaN/inf/out of range giving INT_MIN ("integer indefinite"); then
+# the integer wraps to the destination width.  Measured with numpy 2 on this machine:
+#   int8, int16, uint8, uint16, int32  via int32;   int64, uint32  via int64;
+#   uint64: x >= 2**63 ? int64(x - 2**63) ^ 2**63 : int64(x)
+# einc reproduces exactly that.  Known difference: for uint32 with x outside [-2**31, 2**32) or NaN,
+# numpy's SIMD loop (arrays of >= 16 contiguous elements) gives 0 or 2**31 while its scalar loop
+# gives the int64 wrap einc gives, so numpy disagrees with itself there.  Also, an int32 einsum
+# computes in uint32 (see compute_dtype), so a float operand out of int32 range converts by the
+# uint32 rule; in range, every rule is the plain truncation numpy gives.
+
+
+def _trunc_indefinite(x, src: str, bits: int):
+    """``x`` (float) truncated toward zero into int``bits``; NaN/inf/out of range -> INT_MIN."""
+    if src != "float64" and src != "float32":
+        x, src = tirx.Cast("float32", x), "float32"  # float16: exact in float32
+    lo, hi = tirx.const(-2.0 ** (bits - 1), src), tirx.const(2.0 ** (bits - 1), src)
+    ok = tirx.And(x >= lo, x < hi)  # False for NaN
+    idt = f"int{bits}"
+    # the Cast only ever sees in-range values, so LLVM has no poison to exploit
+    return tirx.Select(ok, tirx.Cast(idt, tirx.Select(ok, x, tirx.const(0, src))),
+                       tirx.const(-(2 ** (bits - 1)), idt))
+
+
+def _float_to_int(x, src: str, dst: str):
+    if dst == "uint64":
+        if src != "float64" and src != "float32":
+            x, src = tirx.Cast("float32", x), "float32"
+        top = tirx.const(2.0 ** 63, src)
+        low = tirx.Cast("uint64", _trunc_indefinite(x, src, 64))
+        high = tirx.bitwise_xor(tirx.Cast("uint64", _trunc_indefinite(x - top, src, 64)),
+                                tirx.const(1 << 63, "uint64"))
+        return tirx.Select(x >= top, high, low)
+    bits = 64 if dst in ("int64", "uint32") else 32
+    return tirx.Cast(dst, _trunc_indefinite(x, src, bits))
 
 
 def _zero(dtype):

@@ -350,3 +350,20 @@ def test_gemm_edge_shapes(subs, shapes, dtype):
         _close(got, exact, dtype, scale=float(terms.max()))
     else:
         _close(got, interp(prog, *xs)[0], dtype)
+
+
+@pytest.mark.slow
+def test_metaschedule_tuning_persists_and_replays(tmp_path):
+    pytest.importorskip("psutil")
+    pytest.importorskip("cloudpickle")
+    from einc.lowering.build import build
+
+    prog = single_einsum("ik,kj->ij", [TensorType((32, 32), "float32")] * 2)
+    b = build(prog, tune=4, tune_dir=str(tmp_path))
+    assert b.plan[0][1] == "tuned" and (tmp_path / "database_tuning_record.json").exists()
+    from einc.kernel import Kernel
+
+    xs = _arrays([(32, 32)] * 2, "float32")
+    _close(Kernel(prog, b)(*xs), xs[0].astype(np.float64) @ xs[1], "float32")
+    b2 = build(prog, tune=4, tune_dir=str(tmp_path))  # replays the database: no new trials
+    assert b2.timings["tune"] < 5 and b2.plan[0][1] == "tuned"
