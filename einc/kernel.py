@@ -6,9 +6,16 @@
     k.export("mm.so"); k2 = einc.load("mm.so")                     # + mm.so.json sidecar
 
 A ``Kernel`` checks shapes and dtypes at call time (errors name the operand), takes numpy arrays and
-any CPU DLPack producer (zero-copy when the data are C-contiguous and 64-byte aligned, otherwise
-copied into an aligned buffer: TVM's vector code assumes that alignment), and returns numpy arrays
-for numpy inputs (torch tensors for torch inputs).  Programs with a zero-size value never reach TVM:
+any CPU DLPack producer, and returns numpy arrays for numpy inputs (torch tensors for torch inputs).
+Copies: none for a C-contiguous array of the compiled dtype, at any address that is a multiple of
+its item size (numpy's ``flags.aligned``, true of every array numpy allocates; CPU kernels declare
+their parameters element-aligned, so the vector code uses unaligned moves: a plain numpy array that
+is only 16- or 4-byte aligned runs in place, at the same speed).  An input is copied only when it is
+not C-contiguous (a transposed or sliced view) or when it is a Python list/scalar to convert; an
+array of another dtype is an error, not a silent cast.  ``out=`` arrays are written in place when
+C-contiguous and writeable, else computed into a temporary and copied.  Kernels loaded from a
+library exported before this rule (sidecar without ``"param_align": "element"``) still get 64-byte
+aligned copies, as their code assumes.  Programs with a zero-size value never reach TVM:
 their result is computed by ``ir.interp`` (empty or all-zero arrays).
 """
 from __future__ import annotations
@@ -26,6 +33,9 @@ from einc.ir.nodes import Cast, Einsum, Program, Value
 from einc.ir.types import TensorType, dtype_name, np_dtype
 
 ALIGN = 64
+_BIG_OUT = 1 << 16  # results of at least this many bytes are allocated 64-byte aligned
+#: sidecar/``Kernel`` marker: the library's parameters are element-aligned (any address is safe)
+PARAM_ALIGN = "element"
 SIDECAR_SUFFIX = ".json"
 FORMAT = "einc-kernel/1"
 
@@ -99,6 +109,11 @@ def _is_aligned(a: np.ndarray) -> bool:
     return a.flags.c_contiguous and _addr(a) % ALIGN == 0
 
 
+def _is_contiguous(a: np.ndarray) -> bool:
+    # numpy's ``aligned``: the address is a multiple of the item size (only odd buffers fail it)
+    return a.flags.c_contiguous and a.flags.aligned
+
+
 def _storage_view(a: np.ndarray, dtype: str) -> np.ndarray:
     return a.view(np.uint16) if dtype == "bfloat16" else a
 
@@ -138,7 +153,8 @@ class Kernel:
     """A compiled program.  Call it like the einsum it came from: ``k(*arrays, out=None)``."""
 
     def __init__(self, program: Program, built=None, *, target: str | None = None, rt_mod=None,
-                 subscripts: str | None = None, source_program: Program | None = None, pipeline: str | None = None):
+                 subscripts: str | None = None, source_program: Program | None = None, pipeline: str | None = None,
+                 param_align: str | None = "built"):
         self.program = program
         self.built = built
         self.subscripts = subscripts
@@ -151,12 +167,24 @@ class Kernel:
         types = program.types()
         self.out_types = [types[o] for o in program.outputs]
         self.interpreted = self._fn is None
+        # "element": the code takes any C-contiguous array in place; None (an old exported library):
+        # it assumes 64-byte aligned data, so unaligned arrays are copied
+        if param_align == "built":  # a fresh build says; a CUDA build has no alignment rule
+            param_align = getattr(built, "param_align", None) if built is not None else PARAM_ALIGN
+            if built is not None and _is_cuda_target(self.target):
+                param_align = PARAM_ALIGN
+        self.param_align = param_align
+        self._usable = _is_contiguous if param_align == PARAM_ALIGN else _is_aligned
         self._perm = _permutation_of_input(program)
-        # hot path: plain aligned numpy arrays of the exact dtypes and shapes, no out=
+        # hot path: plain C-contiguous numpy arrays of the exact dtypes and shapes, no out=
         self._in_specs = [(np_dtype(t.dtype), t.shape) for t in self.in_types]
         self._out_specs = [(np_dtype(t.dtype), t.shape, t.dtype == "bfloat16") for t in self.out_types]
         self._fast = (self._fn is not None and self._perm is None and
                       not any(t.dtype == "bfloat16" for t in self.in_types))
+        self._out_alloc = [(dt, shp, bf, np.dtype(dt).itemsize * int(np.prod(shp)) >= _BIG_OUT)
+                           for dt, shp, bf in self._out_specs]
+        self._bf_out = any(bf for _, _, bf in self._out_specs)
+        self._cuda = not self.interpreted and _is_cuda_target(self.target)
 
     # -- calling ----------------------------------------------------------------------------------
 
@@ -183,7 +211,7 @@ class Kernel:
             raise ShapeMismatch(f"{self._name(i)}: shape {tuple(a.shape)} but the kernel was compiled for {t.shape}")
         if self.interpreted:
             return a
-        if not _is_aligned(a):
+        if not self._usable(a):
             b = aligned_empty(a.shape, a.dtype)
             b[...] = a
             a = b
@@ -195,7 +223,7 @@ class Kernel:
             raise EincTypeError(f"out[{j}]: expected a numpy array, got {type(o).__name__}")
         if o.shape != t.shape or o.dtype != np_dtype(t.dtype):
             raise ShapeMismatch(f"out[{j}]: {o.dtype}{list(o.shape)} but the result is {t.dtype}{list(t.shape)}")
-        if _is_aligned(o) and o.flags.writeable:
+        if self._usable(o) and o.flags.writeable:
             return o, None
         return aligned_empty(t.shape, np_dtype(t.dtype)), o
 
@@ -204,22 +232,29 @@ class Kernel:
         if len(arrays) != n:
             raise EincError(f"kernel takes {n} operand{'s' * (n != 1)}, got {len(arrays)}")
         # --- cuda (gpu helper): device arrays in/out through DLPack, host arrays copied ---
-        if not self.interpreted and _is_cuda_target(self.target):
+        if self._cuda:
             from einc.lowering.gpu_arrays import call as _cuda_call
 
             return _cuda_call(self, arrays, out)
         # --- end cuda ---
         if out is None and self._fast:
-            ok = True
+            any_addr = self.param_align == PARAM_ALIGN
             for x, (dt, shp) in zip(arrays, self._in_specs):
-                if type(x) is not np.ndarray or x.dtype != dt or x.shape != shp or not x.flags.c_contiguous \
-                        or _addr(x) % ALIGN:
-                    ok = False
+                if type(x) is not np.ndarray or x.dtype != dt or x.shape != shp:
                     break
-            if ok:
-                outs = [aligned_empty(shp, dt) for dt, shp, _ in self._out_specs]
+                f = x.flags
+                if not f.c_contiguous or not (f.aligned if any_addr else _addr(x) % ALIGN == 0):
+                    break
+            else:
+                # small results: plain np.empty (aligned_empty costs ~4 us); large ones 64-byte aligned
+                # (vector stores that never straddle a cache line)
+                outs = [aligned_empty(shp, dt) if big else np.empty(shp, dt) for dt, shp, _, big in self._out_alloc]
                 try:
-                    self._fn(*arrays, *[o.view(np.uint16) if bf else o for o, (_, _, bf) in zip(outs, self._out_specs)])
+                    if self._bf_out:
+                        self._fn(*arrays, *[o.view(np.uint16) if bf else o
+                                            for o, (_, _, bf) in zip(outs, self._out_specs)])
+                    else:
+                        self._fn(*arrays, *outs)
                 except Exception as e:  # noqa: BLE001 - arguments were checked; a TVM runtime failure
                     from einc.errors import CompileError
 
@@ -293,6 +328,12 @@ class Kernel:
         if kind == "tir":
             if self.built is None:
                 raise Unsupported("no TIR for this kernel (interpreted, or loaded from a library)")
+            if getattr(self.built, "mod", None) is None and getattr(self.built, "plan", None) is not None \
+                    and self.target and not _is_cuda_target(self.target):
+                # loaded from the disk cache: schedule again (no codegen) to show the TIR
+                from einc.lowering.build import schedule_only
+
+                self.built.mod = schedule_only(self.program, self.target)
             return self.built.tir()
         raise EincError(f"source kind {kind!r}: expected 'ir' or 'tir'")
 
@@ -307,14 +348,25 @@ class Kernel:
 
         return {"format": FORMAT, "subscripts": self.subscripts, "program": program_to_json(self.program),
                 "program_text": _program_text(self.program), "target": self.target, "tvm_version": VERSION,
-                "pipeline": self.pipeline, "interpreted": self.interpreted}
+                "pipeline": self.pipeline, "interpreted": self.interpreted, "param_align": self.param_align}
 
     def export(self, path: str | os.PathLike) -> str:
         """Write the kernel as a shared library at ``path`` and its metadata at ``path + '.json'``."""
         path = os.fspath(path)
         d = os.path.dirname(os.path.abspath(path))
         os.makedirs(d, exist_ok=True)
-        if not self.interpreted:
+        lib = getattr(self.built, "library", None)  # loaded from the disk cache: copy its bytes
+        if not self.interpreted and lib:
+            fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".so", dir=d, prefix=".einc-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(lib)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        elif not self.interpreted:
             fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".so", dir=d, prefix=".einc-")
             os.close(fd)
             try:
@@ -390,7 +442,7 @@ def load(path: str | os.PathLike) -> Kernel:
     except Exception as e:  # noqa: BLE001
         raise CacheError(f"{path}: TVM cannot load this library: {str(e).strip().splitlines()[-1][:300]}") from None
     return Kernel(prog, target=meta.get("target"), rt_mod=rt, subscripts=meta.get("subscripts"),
-                  pipeline=meta.get("pipeline"))
+                  pipeline=meta.get("pipeline"), param_align=meta.get("param_align"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -499,11 +551,14 @@ def _run_pipeline(prog: Program, optimize, pipeline):
 
 def compile_program(prog: Program, target="llvm", *, subscripts: str | None = None,
                     source_program: Program | None = None, pipeline: str | None = None,
-                    schedule: bool = True, tune: int = 0, tune_dir: str | None = None) -> Kernel:
+                    schedule: bool = True, tune: int = 0, tune_dir: str | None = None,
+                    cache: bool = True) -> Kernel:
     """A ``Kernel`` for an IR program as it is (no passes run here).
 
     ``tune=N`` tunes with MetaSchedule (N trials, database kept in ``tune_dir``); see
-    ``einc.lowering.build.build``.
+    ``einc.lowering.build.build``.  ``cache=True`` goes through the kernel cache
+    (``einc.lowering.cache.build_cached``: in memory, then ``$EINC_CACHE_DIR``), so compiling the
+    same program again, in this process or another, loads the library instead of building it.
     """
     from einc.ir.verify import verify
 
@@ -513,15 +568,23 @@ def compile_program(prog: Program, target="llvm", *, subscripts: str | None = No
     check_supported(prog)
     if has_zero_size(prog):
         return Kernel(prog, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
-    from einc.lowering.build import build
+    if cache:
+        from einc.lowering.cache import build_cached
 
-    built = build(prog, target, schedule=schedule, tune=tune, tune_dir=tune_dir)
+        built, _origin = build_cached(prog, target, schedule=schedule, tune=tune, tune_dir=tune_dir)
+    else:
+        from einc.lowering.build import build
+
+        built = build(prog, target, schedule=schedule, tune=tune, tune_dir=tune_dir)
     return Kernel(prog, built, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
 
 
 def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optimize="auto",
-            pipeline: str | None = None, tune: int = 0, tune_dir: str | None = None) -> Kernel:  # noqa: A001
-    """Compile ``subscripts`` for operands of these shapes (float32 unless ``dtype``) or like these arrays."""
+            pipeline: str | None = None, tune: int = 0, tune_dir: str | None = None,
+            cache: bool = True) -> Kernel:  # noqa: A001
+    """Compile ``subscripts`` for operands of these shapes (float32 unless ``dtype``) or like these arrays.
+
+    ``cache=False`` always builds afresh (see ``compile_program``)."""
     if not isinstance(subscripts, str):
         raise EincTypeError(f"subscripts must be a string, got {type(subscripts).__name__}")
     dts = _dtypes_for(dtype, len(shapes_or_arrays))
@@ -529,7 +592,7 @@ def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optim
     prog0 = _parse(subscripts, [s for s, _ in sd], [d for _, d in sd])
     prog, spec = _run_pipeline(prog0, optimize, pipeline)
     return compile_program(prog, target, subscripts=subscripts, source_program=prog0, pipeline=spec,
-                           tune=tune, tune_dir=tune_dir)
+                           tune=tune, tune_dir=tune_dir, cache=cache)
 
 
 __all__ = ["Kernel", "compile", "compile_program", "load", "aligned_empty", "program_to_json", "program_from_json"]

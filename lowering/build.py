@@ -29,6 +29,9 @@ class Built:
     plan: list = field(default_factory=list)  # per step: (block, shape class, schedule description)
     timings: dict = field(default_factory=dict)
     tvm_version: str = ""
+    #: "element": parameters declared element-aligned, any address is safe; None: the code assumes
+    #: 64-byte aligned arrays (``einc.kernel`` copies others)
+    param_align: str | None = None
 
     def tir(self) -> str:
         """The scheduled TensorIR of ``main`` as TVMScript."""
@@ -41,8 +44,9 @@ class Built:
         return self.rt_mod["main"]
 
     def run(self, in_arrays, out_arrays) -> None:
-        """Call ``main(*in_arrays, *out_arrays)``; arrays are TVM tensors or 64-byte aligned,
-        C-contiguous numpy arrays of the storage dtypes (see ``einc.kernel`` for a safe wrapper)."""
+        """Call ``main(*in_arrays, *out_arrays)``; arrays are TVM tensors or C-contiguous numpy
+        arrays of the storage dtypes, at any address (CPU parameters are element-aligned; see
+        ``einc.kernel`` for a checked wrapper)."""
         self.main(*in_arrays, *out_arrays)
 
     def export(self, path: str) -> None:
@@ -82,6 +86,72 @@ def tune_dir_default() -> str:
     return os.path.join(platformdirs.user_cache_dir("einc"), "tune")
 
 
+def verbose() -> bool:
+    import os
+
+    return os.environ.get("EINC_VERBOSE", "").strip() not in ("", "0")
+
+
+class _quiet_unless_verbose:
+    """Silence MetaSchedule while tuning (its per-round tables go to stdout/stderr from Python
+    loggers and from C++) unless ``EINC_VERBOSE=1``: file descriptors 1 and 2 point to a temp
+    file meanwhile, whose last lines are printed if tuning fails.  (Its own logs stay in the
+    tuning work_dir.)"""
+
+    def __enter__(self):
+        import logging
+        import sys
+        import tempfile
+
+        self.active = not verbose()
+        if not self.active:
+            return self
+        self.loggers = []
+        for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
+            lg = logging.getLogger(name)
+            self.loggers.append((lg, lg.level))
+            lg.setLevel(logging.WARNING)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        import os
+
+        self.log = tempfile.TemporaryFile(mode="w+b")
+        self.saved = [os.dup(1), os.dup(2)]
+        os.dup2(self.log.fileno(), 1)
+        os.dup2(self.log.fileno(), 2)
+        # Python-level streams too (they may not be fds 1/2: pytest, notebooks)
+        self.streams = (sys.stdout, sys.stderr)
+        self.text = open(os.dup(self.log.fileno()), "w", buffering=1, errors="replace")
+        sys.stdout = sys.stderr = self.text
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.active:
+            return False
+        import os
+        import sys
+
+        try:
+            self.text.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        sys.stdout, sys.stderr = self.streams
+        self.text.close()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        for fd in self.saved:
+            os.close(fd)
+        for lg, level in self.loggers:
+            lg.setLevel(level)
+        if exc_type is not None:
+            self.log.seek(0)
+            tail = self.log.read().decode(errors="replace").strip().splitlines()[-20:]
+            if tail:
+                print("\n".join(tail), file=sys.stderr)
+        self.log.close()
+        return False
+
+
 def _tune(low, tvm_target, trials: int, work_dir: str | None):
     """MetaSchedule over the unscheduled PrimFunc; the database persists in ``work_dir``.
 
@@ -102,14 +172,40 @@ def _tune(low, tvm_target, trials: int, work_dir: str | None):
         sch = ms.tir_integration.compile_tir(db, mod, tvm_target)
         if sch is not None:  # tuned before: replay the best record, no new trials
             return sch.mod
-    db = ms.tune_tir(
-        mod, tvm_target, work_dir=work_dir, max_trials_global=trials, num_trials_per_iter=min(trials, 16),
-        builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120, f_build=_ms_build),
-        runner=ms.runner.LocalRunner(timeout_sec=60),
-        strategy=ms.search_strategy.EvolutionarySearch(population_size=64, genetic_num_iters=2),
-        cost_model="random", num_tuning_cores=max(1, cores), seed=0)
+    with _quiet_unless_verbose():
+        db = ms.tune_tir(
+            mod, tvm_target, work_dir=work_dir, max_trials_global=trials, num_trials_per_iter=min(trials, 16),
+            builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120, f_build=_ms_build),
+            runner=ms.runner.LocalRunner(timeout_sec=60),
+            strategy=ms.search_strategy.EvolutionarySearch(population_size=64, genetic_num_iters=2),
+            cost_model="random", num_tuning_cores=max(1, cores), seed=0)
     sch = ms.tir_integration.compile_tir(db, mod, tvm_target)
     return None if sch is None else sch.mod
+
+
+def _lower_cpu(prog: Program, plans: dict):
+    """``lower.lower`` with the parameters declared element-aligned (``_tvm.element_aligned``):
+    the kernel then runs on any C-contiguous array, whatever its address, without a copy."""
+    from . import lower as _lower
+    from ._tvm import element_aligned
+
+    low = _lower.lower(prog, plans)
+    try:
+        low.func = element_aligned(low.func)
+        low.param_align = "element"
+    except Exception:  # noqa: BLE001 - TVMScript cannot round-trip it (a value named like a Python
+        low.param_align = None  # keyword): keep align 64; Kernel then copies unaligned arrays
+    return low
+
+
+def schedule_only(prog: Program, target=None):
+    """The scheduled IRModule ``build`` would compile (hand schedules), without compiling it: the TIR
+    of a kernel the cache loaded from disk."""
+    from . import schedules_cpu
+
+    tjson = _target.resolve(target)
+    low = _lower_cpu(prog, schedules_cpu.plan_steps(prog, tjson))
+    return schedules_cpu.schedule(low, tjson)[0]
 
 
 def build(prog: Program, target=None, *, schedule: bool = True, tune: int = 0,
@@ -142,25 +238,25 @@ def build(prog: Program, target=None, *, schedule: bool = True, tune: int = 0,
     tvm_target = _target.to_tvm(tjson)
     plans = {}
     if tune and tune > 0:
-        low, timings["lower"] = _stage("lower", _lower.lower, prog, {})
+        low, timings["lower"] = _stage("lower", _lower_cpu, prog, {})
         tuned, timings["tune"] = _stage("tune", _tune, low, tvm_target, int(tune), tune_dir)
         if tuned is not None:
             plan = [(s.block, "tuned", f"MetaSchedule, {tune} trials") for s in low.steps]
             ex, timings["compile"] = _stage("compile", compile_mod, tuned, tvm_target)
             timings["schedule"] = 0.0
-            return Built(prog, tjson, ex.mod, tuned, low, plan, timings, VERSION)
+            return Built(prog, tjson, ex.mod, tuned, low, plan, timings, VERSION, low.param_align)
     if schedule:
         from . import schedules_cpu
 
         plans = schedules_cpu.plan_steps(prog, tjson)
-    low, timings["lower"] = _stage("lower", _lower.lower, prog, plans)
+    low, timings["lower"] = _stage("lower", _lower_cpu, prog, plans)
     if schedule:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_cpu.schedule, low, tjson)
     else:
         mod, plan = tvm.IRModule({"main": low.func}), [(s.block, "none", "naive loop nest") for s in low.steps]
         timings["schedule"] = 0.0
     ex, timings["compile"] = _stage("compile", compile_mod, mod, tvm_target)
-    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
+    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION, getattr(low, "param_align", None))
 
 
 # --- cuda (gpu helper) ---------------------------------------------------------------------------

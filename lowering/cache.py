@@ -416,18 +416,26 @@ def _cached_built_class():
     return _CACHED_BUILT
 
 
-def build_cached(prog, target=None, *, schedule: bool = True, cache: KernelCache | None = None):
+def build_cached(prog, target=None, *, schedule: bool = True, cache: KernelCache | None = None,
+                 tune: int = 0, tune_dir: str | None = None):
     """``lowering.build.build`` through the cache: ``(Built, origin)``, origin "memory"/"disk"/"built".
 
     A disk hit returns a ``Built`` whose ``rt_mod`` is the loaded library (``mod`` is None, so no
-    TIR); its ``timings`` are those of the original build plus ``load``.
+    TIR); its ``timings`` are those of the original build plus ``load``.  ``tune``/``tune_dir`` are
+    passed to ``build`` and are part of the key (a tuned kernel is never served for an untuned
+    request, nor one tuned with another budget or database).
     """
     from . import build as _build
     from . import target as _target
 
     cache = cache or default_cache()
     tjson = resolve_target(target)
-    key = cache_key(prog, tjson, schedule=bool(schedule))
+    tune = int(tune or 0)
+    if tune > 0:
+        key = cache_key(prog, tjson, schedule=bool(schedule), tune=tune,
+                        tune_dir=os.path.abspath(tune_dir) if tune_dir else None)
+    else:  # the key of untuned kernels is unchanged (no "tune" entry)
+        key = cache_key(prog, tjson, schedule=bool(schedule))
     hit = cache.lookup(key)
     if hit is not None:
         origin = "memory" if hit.origin == "built" or isinstance(hit.module, _build.Built) else "disk"
@@ -435,11 +443,12 @@ def build_cached(prog, target=None, *, schedule: bool = True, cache: KernelCache
             meta = hit.meta or {}
             hit.module = _cached_built_class()(
                 prog, tjson, hit.module, plan=[tuple(p) for p in meta.get("plan", [])],
-                timings=dict(meta.get("timings", {})), tvm_version=versions()["tvm"], library=hit.payload)
+                timings=dict(meta.get("timings", {})), tvm_version=versions()["tvm"],
+                param_align=meta.get("param_align"), library=hit.payload)
             origin = "disk"
         return hit.module, origin
     cache.stats["miss"] += 1
-    built = _build.build(prog, tjson, schedule=schedule)
+    built = _build.build(prog, tjson, schedule=schedule, tune=tune, tune_dir=tune_dir)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="einc-export-") as d:
         so = os.path.join(d, "kernel.so")
@@ -451,7 +460,7 @@ def build_cached(prog, target=None, *, schedule: bool = True, cache: KernelCache
             return built, "built"
     built.timings["export"] = time.perf_counter() - t0
     meta = {"target": tjson, "timings": built.timings, "plan": [list(map(str, p)) for p in built.plan],
-            "program": program_text(prog)}
+            "program": program_text(prog), "param_align": getattr(built, "param_align", None)}
     cache.store(key, payload, meta, built)
     return built, "built"
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from einc.ir.nodes import Einsum, Program, einsum_sizes
 
-SCHEDULE_VERSION = 2
+SCHEDULE_VERSION = 3
 
 
 def _bytes(dtype: str) -> int:
@@ -162,7 +162,11 @@ def schedule(low, target_json: str):
     sch = s_tir.Schedule(tvm.IRModule({"main": low.func}))
     vbits = _target.vector_bits(target_json)
     rows = []
+    sch, inlined = _inline_maps(sch, low.steps)
     for st in low.steps:
+        if st.block in inlined:
+            rows.append((st.block, "inlined", f"computed inside {inlined[st.block]} (no intermediate buffer)"))
+            continue
         _STATE.serial = st.flops < PARALLEL_MIN_WORK
         work = []
         if st.pack_block:
@@ -195,6 +199,52 @@ def schedule(low, target_json: str):
             rows.append((blk, cls, desc + (" (serial: small)" if _STATE.serial else "")))
     _STATE.serial = False
     return sch.mod, rows
+
+
+def _inline_maps(sch, steps):
+    """Inline reduction-free intermediates into consumers that read each of their elements once.
+
+    ``ij,ij,ij->ij`` is split by the path pass into two products; computing the first inside the
+    second saves writing and re-reading a whole intermediate (one pass over memory instead of
+    three); ``ii->`` extracts the diagonal, then sums it: the sum reads the diagonal directly.
+    Only when every consumer is a non-GEMM einsum whose iteration domain has as many points as
+    the intermediate has elements (each element read once: nothing is recomputed).  Returns
+    ``(schedule, {inlined block: consumer})``.
+    """
+    by_block = {}
+    for st in steps:
+        for b in (st.block, st.convert_block, st.pack_block):
+            if b:
+                by_block[b] = st
+    inlined = {}
+    for st in steps:
+        if st.kind != "einsum" or st.red_labels or st.convert_block or st.pack_block or not st.out_labels:
+            continue
+        size = _prod(st.out_shape)
+        try:
+            blk = sch.get_sblock(st.block)
+            consumers = [sch.get(c).name_hint for c in sch.get_consumers(blk)]
+        except Exception:  # noqa: BLE001 - no such block (dead step)
+            continue
+        if not consumers:
+            continue
+        ok = True
+        for c in consumers:
+            cs = by_block.get(c)
+            if cs is None or cs.kind != "einsum" or cs.gemm is not None or c != cs.block or \
+                    _prod(cs.sizes[x] for x in set(cs.out_labels + cs.red_labels)) != size:
+                ok = False
+                break
+        if not ok:
+            continue
+        trial = sch.copy()
+        try:
+            trial.compute_inline(trial.get_sblock(st.block))  # refuses output blocks
+        except Exception:  # noqa: BLE001 - ScheduleError: keep the step
+            continue
+        sch = trial
+        inlined[st.block] = ", ".join(consumers)
+    return sch, inlined
 
 
 def _has_block(sch, name: str) -> bool:

@@ -82,7 +82,7 @@ def compile_kernel(prog, target, *, cache: bool = True, source_program=None, pip
     else:
         from einc.kernel import compile_program
 
-        k, origin = compile_program(prog, target), "built"
+        k, origin = compile_program(prog, target, cache=False), "built"
     k.source_program, k.pipeline, k.subscripts = source_program or prog, pipeline, subscripts
     assert isinstance(k, Kernel)
     return k, origin
