@@ -23,12 +23,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from einc.errors import EincError, EincTypeError, ShapeMismatch, Unsupported
+from einc.fileio import atomic_path, atomic_write
 from einc.ir.nodes import Cast, Einsum, Program, Value
 from einc.ir.types import TensorType, dtype_name, np_dtype
 
@@ -357,28 +357,16 @@ class Kernel:
         os.makedirs(d, exist_ok=True)
         lib = getattr(self.built, "library", None)  # loaded from the disk cache: copy its bytes
         if not self.interpreted and lib:
-            fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".so", dir=d, prefix=".einc-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(lib)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            atomic_write(path, lib)
         elif not self.interpreted:
-            fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".so", dir=d, prefix=".einc-")
-            os.close(fd)
             try:
-                self._rt.export_library(tmp)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    self._rt.export_library(tmp)
             except Exception as e:  # noqa: BLE001
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
                 from einc.errors import CompileError
 
                 raise CompileError(f"export to {path} failed: {type(e).__name__}: {str(e).strip()[:300]}") from e
-        _atomic_write(path + SIDECAR_SUFFIX, json.dumps(self.metadata(), indent=1))
+        atomic_write(path + SIDECAR_SUFFIX, json.dumps(self.metadata(), indent=1))
         return path
 
 
@@ -408,18 +396,6 @@ def _is_cuda_target(target) -> bool:
     except (TypeError, ValueError, AttributeError):
         return False
 # --- end cuda ---
-
-
-def _atomic_write(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".einc-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load(path: str | os.PathLike) -> Kernel:

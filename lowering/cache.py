@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from einc.fileio import atomic_write
+
 MAGIC = b"EINCKC01"
 FORMAT_VERSION = 1
 SUFFIX = ".ekc"
@@ -170,26 +172,6 @@ def decode_entry(blob: bytes, key: str | None = None) -> tuple[dict, bytes]:
     if header.get("size") != len(payload):
         raise BadEntry(f"payload of {len(payload)} bytes, header says {header.get('size')}")
     return header, payload
-
-
-def atomic_write(path: Path | str, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,7 +408,6 @@ def build_cached(prog, target=None, *, schedule: bool = True, cache: KernelCache
     request, nor one tuned with another budget or database).
     """
     from . import build as _build
-    from . import target as _target
 
     cache = cache or default_cache()
     tjson = resolve_target(target)

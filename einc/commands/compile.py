@@ -97,7 +97,7 @@ def export_kernel(k, path) -> str:
     if not lib:
         return k.export(path)
     from einc.kernel import SIDECAR_SUFFIX
-    from einc.lowering.cache import atomic_write
+    from einc.fileio import atomic_write
 
     path = os.fspath(path)
     atomic_write(path, lib)

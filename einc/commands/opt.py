@@ -79,19 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_atomic(path: str, text: str) -> None:
-    import os
-    import tempfile
-
     from einc.errors import EincError
+    from einc.fileio import atomic_write
 
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".einc-opt-", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         raise EincError(f"cannot write {path}: {e.strerror or e}") from None

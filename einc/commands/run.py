@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         line += f"; best of {args.repeat} {best * 1e3:.3f} ms"
     print(line, file=sys.stderr)
     if args.output:
-        from einc.lowering.cache import atomic_write
+        from einc.fileio import atomic_write
         import io
 
         buf = io.BytesIO()
