@@ -29,8 +29,9 @@ import numpy as np
 
 from einc.errors import EincError, EincTypeError, ShapeMismatch, Unsupported
 from einc.fileio import atomic_path, atomic_write
-from einc.ir.nodes import Cast, Einsum, Program, Value
-from einc.ir.types import TensorType, dtype_name, np_dtype
+from einc.ir.jsonform import program_from_json, program_to_json
+from einc.ir.nodes import Einsum, Program
+from einc.ir.types import dtype_name, np_dtype
 
 ALIGN = 64
 _BIG_OUT = 1 << 16  # results of at least this many bytes are allocated 64-byte aligned
@@ -44,30 +45,6 @@ FORMAT = "einc-kernel/1"
 # program <-> JSON (the sidecar must not depend on the text printer)
 
 
-def program_to_json(prog: Program) -> dict:
-    body = []
-    for op in prog.body:
-        if isinstance(op, Einsum):
-            body.append({"op": "einsum", "result": op.result, "operands": list(op.operands),
-                         "inputs": list(op.inputs), "output": op.output,
-                         "shape": list(op.type.shape), "dtype": op.type.dtype})
-        else:
-            body.append({"op": "cast", "result": op.result, "operand": op.operand,
-                         "shape": list(op.type.shape), "dtype": op.type.dtype})
-    return {"inputs": [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in prog.inputs],
-            "body": body, "outputs": list(prog.outputs)}
-
-
-def program_from_json(d: dict) -> Program:
-    ins = tuple(Value(v["name"], TensorType(tuple(v["shape"]), v["dtype"])) for v in d["inputs"])
-    body = []
-    for o in d["body"]:
-        t = TensorType(tuple(o["shape"]), o["dtype"])
-        if o["op"] == "einsum":
-            body.append(Einsum(o["result"], tuple(o["operands"]), tuple(o["inputs"]), o["output"], t))
-        else:
-            body.append(Cast(o["result"], o["operand"], t))
-    return Program(ins, tuple(body), tuple(d["outputs"]))
 
 
 def _program_text(prog: Program) -> str:
