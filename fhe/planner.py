@@ -438,7 +438,7 @@ def _orders(n: int):
 
 
 def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None, slots: int = 16384, out_layout=None,
-         max_ciphertexts: int = 4096, optimize: str = "auto", max_keys: int | None = None) -> Plan:
+         max_ciphertexts: int = 4096, optimize: str = "auto", max_keys: int | str | None = "auto") -> Plan:
     """Plan ``expr`` over operands of ``shapes`` without running anything.
 
     ``plaintext``: indices of operands that are plain numpy arrays (weights).  ``layouts``: the given
@@ -448,7 +448,20 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
     ``Layout.row_major``) instead of the plan's, at the price of moving fields.  ``max_keys``: a budget of
     rotation keys; amounts beyond it are rotated as chains of amounts that have keys (more key switches,
     less key memory).  Without it, an amount used once is chained when two held amounts make it.
+    ``"auto"`` (the default): at most log2(slots) keys — the size of EinHops' power-of-two key set —
+    when a plan can be made within that budget, else the unbudgeted plan.
     """
+    if max_keys == "auto":
+        free = plan(expr, *shapes, plaintext=plaintext, layouts=layouts, levels=levels, junk=junk, slots=slots,
+                    out_layout=out_layout, max_ciphertexts=max_ciphertexts, optimize=optimize, max_keys=None)
+        budget = max(1, slots.bit_length() - 1)
+        if len(free.rotation_keys) <= budget:
+            return free
+        try:
+            return plan(expr, *shapes, plaintext=plaintext, layouts=layouts, levels=levels, junk=junk, slots=slots,
+                        out_layout=out_layout, max_ciphertexts=max_ciphertexts, optimize=optimize, max_keys=budget)
+        except FheError:
+            return free
     from einc.frontend.subscripts import parse_subscripts
 
     shapes = [tuple(int(d) for d in s) for s in shapes]

@@ -266,14 +266,29 @@ def test_forced_output_layout_is_a_real_transpose(ctx):
     a = np.random.default_rng(7).standard_normal((128, 128))
     rm = Layout.row_major((128, 128), ctx.slots)
     x = ctx.encrypt(a)
-    p = ctx.plan("ij->ji", x, out_layout=rm)
+    p = ctx.plan("ij->ji", x, out_layout=rm, max_keys=None)
     assert p.depth == 1 and p.moves and p.counts["rot"] <= 48      # baby-step giant-step over 255 diagonals
     assert len(p.rotation_keys) <= 24                  # rarely used amounts chained through shared keys
     ctx.backend.reset_counts()
-    y = fhe.einsum("ij->ji", x, out_layout=rm)
+    y = fhe.einsum("ij->ji", x, out_layout=rm, max_keys=None)
     assert dict(ctx.backend.counts) == p.counts and y.layout == rm
     np.testing.assert_allclose(ctx.decrypt(y), a.T, atol=1e-9)
     np.testing.assert_allclose(y.layout.unpack([ctx.backend.decrypt(y.cts[0])]), a.T, atol=1e-9)
+
+
+def test_default_key_budget_is_einhops_power_of_two_count(ctx):
+    """By default a plan holds at most log2(slots) keys (EinHops' set) when it can: more rotations, less memory."""
+    a = np.random.default_rng(7).standard_normal((128, 128))
+    rm = Layout.row_major((128, 128), ctx.slots)
+    x = ctx.encrypt(a)
+    free = ctx.plan("ij->ji", x, out_layout=rm, max_keys=None)
+    auto = ctx.plan("ij->ji", x, out_layout=rm)
+    assert len(free.rotation_keys) > 14 >= len(auto.rotation_keys)
+    assert auto.counts["rot"] >= free.counts["rot"]
+    ctx.backend.reset_counts()
+    y = fhe.einsum("ij->ji", x, out_layout=rm)
+    assert dict(ctx.backend.counts) == auto.counts
+    np.testing.assert_allclose(ctx.decrypt(y), a.T, atol=1e-9)
 
 
 def test_tiled_tensor_file_roundtrip(small, tmp_path):

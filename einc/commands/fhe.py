@@ -16,10 +16,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--poly-modulus-degree", "-N", type=int, default=2 ** 15, help="CKKS ring degree (slots = N/2)")
     q.add_argument("--row-major", action="store_true",
                    help="plan for operands already encrypted compactly row-major (default: the planner picks layouts)")
-    q.add_argument("--max-keys", type=int, default=None,
-                   help="rotation-key budget: chain rarely used rotations through shared keys (less key memory)")
+    q.add_argument("--max-keys", type=_max_keys, default="auto",
+                   help="rotation-key budget: chain rarely used rotations through shared keys (less key memory); "
+                        "'auto' (default): at most log2(slots) keys when possible; 'none': no budget")
     q.add_argument("--ops", action="store_true", help="also list the SIMD program")
     q.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def _max_keys(text: str):
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-keys takes a number, 'auto' or 'none', not {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
