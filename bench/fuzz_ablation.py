@@ -1,6 +1,7 @@
 """Fuzzer ablation and fault-injection self-check (a benchmark, not a test).
 
     python bench/fuzz_ablation.py --time 60 --fault-time 60 --jobs 2 --seed 1 --out report/ablation.json
+    python bench/fuzz_ablation.py --time 120 --jobs 2 --seeds 11 12 13 --skip-faults   # mean/min/max
 
 1. Equal-time campaigns of the three variants, same seed, same seeds corpus:
    ``coverage`` (coverage-guided, Tzer-style interleaving), ``nofeedback`` (mutants of the seeds only,
@@ -26,18 +27,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _corpus_copy(tmp: Path, name: str) -> Path:
-    c = tmp / name / "corpus"
+    c = tmp / name / "corpus"  # seeds only: no queue, no regressions (every finding counts)
     (c / "seeds").mkdir(parents=True)
     for p in (ROOT / "corpus" / "seeds").glob("*"):
         shutil.copy(p, c / "seeds" / p.name)
     return c
 
 
-def ablation(budget: float, jobs: int, seed: int, target: str, tmp: Path) -> dict:
+MODES = ("coverage", "nofeedback", "generation")
+
+
+def ablation(budget: float, jobs: int, seed: int, target: str, tmp: Path, modes=MODES) -> dict:
     from einc.fuzz.campaign import Campaign
 
     out = {}
-    for mode in ("coverage", "nofeedback", "generation"):
+    for mode in modes:
         corpus = _corpus_copy(tmp, f"abl-{mode}")
         camp = Campaign(corpus, corpus.parent / "out", seed=seed, budget_s=budget, jobs=jobs, target=target, mode=mode,
                         reduce_budget_s=0, save_findings=False, progress=False)
@@ -45,9 +49,21 @@ def ablation(budget: float, jobs: int, seed: int, target: str, tmp: Path) -> dic
         bugs = sorted({f["signature"] for f in s["findings"]})
         out[mode] = {"execs": s["execs"], "execs_per_s": s["execs_per_s"], "branches": s["coverage"]["branches"],
                      "features": s["coverage"]["features"], "distinct_findings": len(bugs), "findings": bugs,
-                     "flaky": s.get("flaky", {}), "outcomes": s["outcomes"]}
+                     "flaky": s.get("flaky", {}), "outcomes": s["outcomes"],
+                     "timeline": s["coverage"]["timeline"]}  # [elapsed_s, execs, branches, features, findings]
         print(f"{mode:11s} execs {s['execs']:5d}  branches {s['coverage']['branches']:5d}  "
               f"features {s['coverage']['features']:5d}  findings {len(bugs)}", flush=True)
+    return out
+
+
+def aggregate(runs: dict) -> dict:
+    """{seed: ablation()} -> {mode: {metric: {mean, min, max}}} for branches, features, findings, execs."""
+    out: dict = {}
+    for mode in next(iter(runs.values())):
+        out[mode] = {}
+        for key in ("branches", "features", "distinct_findings", "execs"):
+            vals = [r[mode][key] for r in runs.values()]
+            out[mode][key] = {"mean": round(sum(vals) / len(vals), 1), "min": min(vals), "max": max(vals)}
     return out
 
 
@@ -85,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fault-time", type=float, default=60.0, help="budget per planted fault")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", help="ablation over several seeds (mean/min/max per mode)")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="ablation variants to run")
     ap.add_argument("--target", default="llvm", choices=("llvm", "interp"))
     ap.add_argument("--skip-ablation", action="store_true")
     ap.add_argument("--skip-faults", action="store_true")
@@ -96,8 +114,16 @@ def main(argv=None) -> int:
                  "seed": args.seed, "target": args.target}
     with tempfile.TemporaryDirectory(prefix="einc-ablation-") as d:
         tmp = Path(d)
-        if not args.skip_ablation:
-            res["ablation"] = ablation(args.time, args.jobs, args.seed, args.target, tmp)
+        if not args.skip_ablation and args.seeds:
+            res["seeds"] = args.seeds
+            runs = {sd: ablation(args.time, args.jobs, sd, args.target, tmp / f"s{sd}", args.modes) for sd in args.seeds}
+            res["ablation_runs"] = runs
+            res["ablation_stats"] = aggregate(runs)
+            for mode, st in res["ablation_stats"].items():
+                print(f"{mode:11s} " + "  ".join(f"{k} {v['mean']:.1f} [{v['min']}, {v['max']}]" for k, v in st.items()),
+                      flush=True)
+        elif not args.skip_ablation:
+            res["ablation"] = ablation(args.time, args.jobs, args.seed, args.target, tmp, args.modes)
         if not args.skip_faults:
             res["faults"] = fault_check(args.fault_time, args.jobs, args.seed, tmp, args.faults)
     res["wall_s"] = round(time.time() - t0, 1)

@@ -13,10 +13,13 @@ Modules (data flows top to bottom; nothing in einc imports this package):
     reduce     delta debugging of a finding to the smallest case with the same signature
     corpus     seeds, queue, regression folders (atomic writes, repro.py)
     replay     replaying regression folders (tests/test_regressions.py)
+    upstream   pure-TVM reproducers (repro_tvm.py) of the TVM bugs einc works around
     campaign   the campaign loop, checkpoints and resumption, summary.json and coverage.png
 
 The command line is ``einc fuzz`` (``einc/commands/fuzz.py``); TVM-side hooks live in
-``einc.lowering.fuzz_hooks``.
+``einc.lowering.fuzz_hooks``, which also holds ``TVM_BUGS``: the primitive/pass combinations that make
+TVM crash, hang or fail an internal check, refused up front with ``Unsupported`` (each one a
+``workaround`` folder under ``corpus/regressions/``).
 """
 from __future__ import annotations
 

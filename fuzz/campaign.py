@@ -8,6 +8,9 @@ of einc's code, TVM pass-change signatures, outcome keys).  An input that adds f
 queue (``corpus/queue``); an outcome that is a bug and whose signature is new is reduced and saved as
 ``corpus/regressions/<id>/``.
 
+In coverage mode an input is fresh or a mutant by a two-armed bandit (each arm's decayed rate of
+inputs that added feedback); a queue entry to mutate is drawn by energy (its new feedback, decayed at
+each draw) over its size.  ``corpus/queue/`` is git-ignored: a fresh clone starts from ``seeds/``.
 ``mode`` selects the ablation variant: ``coverage`` (the above), ``nofeedback`` (mutants of the seeds
 only; the queue never grows) and ``generation`` (every input freshly generated).
 
@@ -21,6 +24,7 @@ all resumed runs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -63,7 +67,7 @@ class Campaign:
                  case_timeout: float = 30.0, reduce_budget_s: float = 60.0, patience: int = 20,
                  checkpoint_s: float = 2.0, faults: tuple = (), stop_on: Callable[["Campaign", Outcome], bool] | None = None,
                  progress: bool = True, save_findings: bool = True, grammar_rate: float = 0.03,
-                 max_execs: int | None = None, fresh_rate: float = 0.2):
+                 max_execs: int | None = None, fresh_rate: float | None = None):
         if mode not in ("coverage", "nofeedback", "generation"):
             raise ValueError(f"unknown mode {mode!r}")
         self.corpus, self.out = Path(corpus), Path(out)
@@ -71,7 +75,13 @@ class Campaign:
         self.case_timeout, self.reduce_budget_s, self.checkpoint_s = case_timeout, reduce_budget_s, checkpoint_s
         self.faults, self.stop_on, self.progress, self.save_findings = tuple(faults), stop_on, progress, save_findings
         self.grammar_rate, self.max_execs = grammar_rate, max_execs
-        self.fresh_rate = fresh_rate  # share of fresh inputs among the mutants (both modes that mutate)
+        # share of fresh inputs among the mutants.  ``None`` in coverage mode: adaptive, a two-armed
+        # bandit between generating and mutating, each arm scored by its (decayed) rate of inputs that
+        # added feedback, the share kept within [0.2, 0.8] (a fixed 0.2 lost to generation-only in
+        # bench/fuzz_ablation.py: with the budgets CI affords, fresh programs often find more)
+        self.fresh_rate = fresh_rate if fresh_rate is not None or mode == "coverage" else 0.2
+        self.arms = {"generate": [0.0, 0.0], "mutate": [0.0, 0.0]}  # decayed [gains, tries]
+        self.energy: dict[str, float] = {}  # queue entry -> how much it deserves mutating (AFL-style)
         self.rng = random.Random(seed)
         self.inter = Interleave(patience)
         self.execs = 0
@@ -109,6 +119,7 @@ class Campaign:
             "rng": [st[0], list(st[1]), st[2]], "interleave": self.inter.state(), "counts": self.counts,
             "timeline": self.timeline, "findings": [f.to_json() for f in self.findings],
             "queue": sorted(self.queue), "flaky": self.flaky, "known_hits": self.known_hits,
+            "arms": self.arms, "energy": self.energy,
         }
 
     def checkpoint(self) -> None:
@@ -137,6 +148,8 @@ class Campaign:
         self.findings = [Finding(**f) for f in st["findings"]]
         self.flaky = dict(st.get("flaky", {}))
         self.known_hits = dict(st.get("known_hits", {}))
+        self.arms = {k: list(v) for k, v in st.get("arms", self.arms).items()}
+        self.energy = dict(st.get("energy", {}))
         cov_path = self.out / "coverage.json"
         if cov_path.exists():
             cj = json.loads(cov_path.read_text())
@@ -165,13 +178,12 @@ class Campaign:
         if self.mode == "generation":
             return self._fresh(), "generate"
         pool = list(self.queue.values()) if self.mode == "coverage" else self.seeds
-        if not pool or rng.random() < self.fresh_rate:
+        if not pool or rng.random() < self.fresh_share():
             return self._fresh(), "generate"
-        # favour recent queue entries (they hold the newest feedback) and, of three drawn, the smallest
-        # (AFL's favouring of small inputs: mutants of big programs compile slowly and grow further)
-        k = len(pool)
-        draws = [pool[min(k - 1, int(k * (1 - rng.random() ** 2)))] for _ in range(3)]
-        base = min(draws, key=lambda c: c.size)
+        if self.mode == "coverage":
+            base = self._pick_energy(rng)
+        else:
+            base = pool[rng.randrange(len(pool))]
         if base.program is None:
             return self._fresh(), "generate"
         mode = self.inter.mode if self.mode == "coverage" else rng.choice(("program", "pipeline"))
@@ -179,6 +191,28 @@ class Campaign:
         if self.target == "interp" and case.pipeline.target != "interp":
             case = case.replace(pipeline=case.pipeline.replace(target="interp", tir=(), sched=(), config=()))
         return case, how
+
+    def fresh_share(self) -> float:
+        """The probability that the next input is freshly generated rather than a mutant."""
+        if self.fresh_rate is not None:
+            return self.fresh_rate
+        (gg, gt), (mg, mt) = self.arms["generate"], self.arms["mutate"]
+        rg, rm = (gg + 1) / (gt + 2), (mg + 1) / (mt + 2)
+        return min(0.8, max(0.2, rg / (rg + rm)))
+
+    def _pick_energy(self, rng: random.Random) -> Case:
+        """A queue entry drawn with weight energy / size: entries that brought much new feedback are
+        mutated more, each draw lowers an entry's energy (so no entry starves the others), and small
+        inputs are favoured (mutants of big programs compile slowly and grow further)."""
+        keys = list(self.queue)
+        def cost(c: Case) -> float:
+            structure, elems, pipe = c.size
+            return 1.0 + 0.05 * (structure + pipe) + 0.1 * math.log2(1 + elems)
+
+        weights = [self.energy.get(d, 1.0) / cost(self.queue[d]) for d in keys]
+        d = rng.choices(keys, weights=weights)[0]
+        self.energy[d] = max(0.05, self.energy.get(d, 1.0) * 0.85)
+        return self.queue[d]
 
     # ----------------------------------------------------------------------------------- results
 
@@ -191,12 +225,19 @@ class Campaign:
         self.arcs |= arcs
         self.feats |= feats
         if self.mode == "coverage":
+            arm = self.arms["generate" if how == "generate" else "mutate"]
+            for a in self.arms.values():  # decay: the rates follow the campaign as it saturates
+                a[0] *= 0.995
+                a[1] *= 0.995
+            arm[0] += gained
+            arm[1] += 1
             self.inter.record(gained)
             if gained and case.program is not None:
                 d = _corpus.save_queue_entry(self.corpus, case, {"how": how, "new_arcs": len(new_arcs),
                                                                   "new_features": sorted(new_feats)[:20],
                                                                   "outcome": outcome.key})
                 self.queue[d] = case
+                self.energy[d] = 1.0 + min(len(new_arcs), 60) / 10 + min(len(new_feats), 10) / 2
                 self._dirty = True
         if not self.stopped_by and self.stop_on is not None and self.stop_on(self, outcome):
             self.stopped_by = outcome.key

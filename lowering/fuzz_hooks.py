@@ -32,6 +32,114 @@ class ScheduleSkipped(Exception):
     """A fuzzed primitive TVM refused (ScheduleError): valid behaviour, recorded as a feature."""
 
 
+# --- workarounds for TVM bugs the fuzzer found -------------------------------------------------
+# Each combination below makes TVM crash, hang or fail an internal check instead of refusing it;
+# einc refuses it up front with ``Unsupported`` (a ``rejected`` outcome).  The folder under
+# corpus/regressions/ holds the case, which replays the workaround, and ``repro_tvm.py``, a pure-TVM
+# reproducer for reporting the bug upstream.
+
+#: widest loop einc vectorizes (its own schedules use at most 512 bits / 8-bit lanes = 64 lanes);
+#: LLVM codegen of a vectorized loop of 1024 lanes ran for more than 300 s (timeout-codegen-fd6915aba3)
+MAX_VECTOR_LANES = 64
+
+TVM_BUGS = {
+    "narrow_datatype": ("crash-tir_pass-c40e411020",
+                        "tirx.transform.NarrowDataType segfaults (tvm::ObjectVisitor) on an s_tir module"),
+    "nested_vectorize": ("compile_error-codegen-2a91188300",
+                         "vectorize of a loop nested in or around a vectorized loop is accepted, then "
+                         "codegen fails an ICHECK ('VectorizeLoop before LiftStorageAlloc')"),
+    "rfactor_0d": ("compile_error-schedule-5869a051c9",
+                   "rfactor of a reduction to a 0-d intermediate buffer fails an ICHECK "
+                   "(block_realize == old_block_realize_) instead of a ScheduleError"),
+    "nested_parallel": ("compile_error-codegen-990533e711",
+                        "parallel of a loop nested in or around a parallel loop is accepted, then codegen fails "
+                        "an ICHECK ('Nested parallel loop is not supported by threadpool')"),
+    "vectorize_pragma_1": ("compile_error-codegen-541e74d59d",
+                           "a vectorized loop of extent 1 that also carries pragma_auto_unroll_max_step (either "
+                           "order) fails codegen's ICHECK 'lanes > 1'"),
+    "rfactor_predicate": ("wrong_result-run-b901a8cbbe",
+                          "rfactor of a block under a non-divisible split (a T.where predicate) compiles and "
+                          "gives a wrong result (NaN: partial sums the predicate skipped are read uninitialized)"),
+    "wide_vectorize": ("timeout-codegen-fd6915aba3",
+                       f"vectorizing a loop of more than {MAX_VECTOR_LANES} iterations makes LLVM codegen "
+                       "run for minutes"),
+}
+
+
+def tvm_bug(key: str, what: str) -> Unsupported:
+    """The ``Unsupported`` einc raises to keep clear of the TVM bug ``key`` (see ``TVM_BUGS``)."""
+    folder, desc = TVM_BUGS[key]
+    return Unsupported(f"{what}: refused, TVM bug ({desc}; corpus/regressions/{folder})")
+
+
+def check_vectorize(sch, lp) -> None:
+    """Raise ``Unsupported`` when vectorizing loop ``lp`` would hit a known TVM bug."""
+    ext = sch.get(lp).extent
+    if not hasattr(ext, "value") or int(ext.value) > MAX_VECTOR_LANES:
+        raise tvm_bug("wide_vectorize", f"vectorize of a loop of extent {ext}")
+    if _nested_with(sch, lp, _VECTORIZED):
+        raise tvm_bug("nested_vectorize", "vectorize of a loop nested with a vectorized loop")
+    if int(ext.value) == 1 and "pragma_auto_unroll_max_step" in sch.get(lp).annotations:
+        raise tvm_bug("vectorize_pragma_1", "vectorize of an extent-1 loop with an unroll pragma")
+
+
+def check_annotate_unroll(sch, lp) -> None:
+    """Raise ``Unsupported`` when an unroll pragma on loop ``lp`` would hit a known TVM bug."""
+    node = sch.get(lp)
+    if int(node.kind) == _VECTORIZED and hasattr(node.extent, "value") and int(node.extent.value) == 1:
+        raise tvm_bug("vectorize_pragma_1", "unroll pragma on a vectorized loop of extent 1")
+
+
+def check_parallel(sch, lp) -> None:
+    """Raise ``Unsupported`` when parallelizing loop ``lp`` would hit a known TVM bug."""
+    if _nested_with(sch, lp, _PARALLEL):
+        raise tvm_bug("nested_parallel", "parallel of a loop nested with a parallel loop")
+
+
+_PARALLEL, _VECTORIZED = 1, 2  # tvm.tirx.ForKind
+
+
+def _has_predicate(sch, name: str) -> bool:
+    """Whether block ``name`` has a ``T.where`` predicate (read off the TVMScript: the block realize
+    that carries it is not reachable from the Python schedule API)."""
+    lines = sch.mod.script().splitlines()
+    head = f'T.sblock("{name}")'
+    for i, ln in enumerate(lines):
+        if head in ln:
+            for nxt in lines[i + 1:]:
+                if "T.sblock(" in nxt:
+                    break
+                if "T.where(" in nxt:
+                    return True
+            return False
+    return False
+
+
+def _nested_with(sch, lp, kind: int) -> bool:
+    """Whether a loop of ``kind`` other than ``lp`` encloses ``lp`` or lies inside it."""
+    want = sch.get(lp)
+    for b in sch.get_child_blocks(lp):
+        for other in sch.get_loops(b):
+            node = sch.get(other)
+            if not node.same_as(want) and int(node.kind) == kind:
+                return True
+    return False
+
+
+def check_rfactor(sch, block) -> None:
+    """Raise ``Unsupported`` when ``rfactor`` on ``block`` would hit a known TVM bug."""
+    blk = sch.get(block)
+    if _has_predicate(sch, blk.name_hint):
+        raise tvm_bug("rfactor_predicate", f"rfactor of block {blk.name_hint!r} under a non-divisible split")
+    if any(int(iv.iter_type) == 0 for iv in blk.iter_vars):  # a data-parallel axis: fine
+        return
+    params = list(sch.mod["main"].params)
+    for w in blk.writes:
+        if not any(w.source.same_as(p) for p in params):
+            raise tvm_bug("rfactor_0d", f"rfactor of block {blk.name_hint!r} (a 0-d reduction into an "
+                                        "intermediate buffer)")
+
+
 def _all_blocks(sch):
     """Every schedulable block of ``main`` except the root, in program order (pre-order)."""
     out = []
@@ -49,8 +157,10 @@ def _all_blocks(sch):
     return out
 
 
-def apply_primitive(sch, spec: str) -> str:
-    """Apply one fuzzed primitive to ``sch`` (in place); returns a short description."""
+def apply_primitive(sch, spec: str, *, workarounds: bool = True) -> str:
+    """Apply one fuzzed primitive to ``sch`` (in place); returns a short description.
+
+    ``workarounds=False`` skips the ``TVM_BUGS`` checks (for the pure-TVM reproducers only)."""
     from einc.fuzz.space import parse_sched_prim
 
     kind, args = parse_sched_prim(spec)
@@ -80,13 +190,22 @@ def apply_primitive(sch, spec: str) -> str:
         i = rest[0][1] % (len(loops) - 1)
         sch.fuse(loops[i], loops[i + 1])
     elif kind == "vectorize":
-        sch.vectorize(loop(rest[0]))
+        lp = loop(rest[0])
+        if workarounds:
+            check_vectorize(sch, lp)
+        sch.vectorize(lp)
     elif kind == "parallel":
-        sch.parallel(loop(rest[0]))
+        lp = loop(rest[0])
+        if workarounds:
+            check_parallel(sch, lp)
+        sch.parallel(lp)
     elif kind == "unroll":
         sch.unroll(loop(rest[0]))
     elif kind == "annotate_unroll":
-        sch.annotate(loop(rest[0]), "pragma_auto_unroll_max_step", 16)
+        lp = loop(rest[0])
+        if workarounds:
+            check_annotate_unroll(sch, lp)
+        sch.annotate(lp, "pragma_auto_unroll_max_step", 16)
     elif kind == "cache_write":
         sch.cache_write(b, int(rest[0]) if rest else 0, "global")
     elif kind == "cache_read":
@@ -94,7 +213,10 @@ def apply_primitive(sch, spec: str) -> str:
     elif kind == "decompose_reduction":
         sch.decompose_reduction(b, loop(rest[0]))
     elif kind == "rfactor":
-        sch.rfactor(loop(rest[0]), 0)
+        lp = loop(rest[0])
+        if workarounds:
+            check_rfactor(sch, b)
+        sch.rfactor(lp, 0)
     elif kind == "compute_inline":
         sch.compute_inline(b)
     elif kind == "reverse_compute_inline":
@@ -112,7 +234,7 @@ def apply_primitive(sch, spec: str) -> str:
     return spec
 
 
-def _tir_pass(spec: str):
+def _tir_pass(spec: str, workarounds: bool = True):
     from einc.fuzz.space import parse_tir_pass
 
     from ._tvm import s_tir, tirx
@@ -120,6 +242,8 @@ def _tir_pass(spec: str):
     ns, name, args = parse_tir_pass(spec)
     mod = {"tirx": tirx.transform, "s_tir": s_tir.transform}[ns]
     fn = getattr(mod, name, None)
+    if workarounds and name == "NarrowDataType":
+        raise tvm_bug("narrow_datatype", f"TIR pass {ns}.{name}")
     if fn is None:
         raise Unsupported(f"TVM has no TIR pass {ns}.{name}")
     return fn(*args)
@@ -206,6 +330,8 @@ def build_fuzzed(prog: Program, *, tir=(), sched=(), config=(), target=None, ein
             except (ScheduleSkipped, s_tir.ScheduleError) as e:
                 feats.add(f"sched:skip:{spec.split('(')[0]}:{type(e).__name__}")
                 continue
+            except Unsupported:  # a known TVM bug einc keeps clear of (TVM_BUGS)
+                raise
             except Exception as e:  # noqa: BLE001 - TVM failed inside a primitive instead of refusing it
                 head = next((ln.strip() for ln in str(e).splitlines() if "Check failed" in ln or "rror" in ln), "")
                 raise CompileError(f"TVM failed in stage 'schedule' (primitive {spec}): {type(e).__name__}: "
@@ -214,6 +340,8 @@ def build_fuzzed(prog: Program, *, tir=(), sched=(), config=(), target=None, ein
             sch = trial
             plan.append(("fuzz", "fuzz", spec))
         mod = sch.mod
+    if tir:
+        mark("tir_pass")
     extra = [_tir_pass(s) for s in tir]
     name = _register_pipeline(extra, mark)
     cfg = dict(parse_config(c) for c in config)

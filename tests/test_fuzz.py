@@ -324,3 +324,56 @@ def test_parse_duration():
         parse_duration("ten minutes")
     with pytest.raises(ParseError):
         parse_duration("0s")
+
+
+def test_a_fresh_clone_without_a_queue_runs_and_keeps_the_queue_out_of_git(tmp_path):
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    # corpus/queue/ is the campaigns' working set: git-ignored, so a fresh clone has seeds and regressions only
+    ignores = (repo / ".gitignore").read_text().split()
+    assert "/corpus/queue/" in ignores
+    corpus = tmp_path / "corpus"
+    shutil.copytree(repo / "corpus" / "seeds", corpus / "seeds")
+    shutil.copytree(repo / "corpus" / "regressions", corpus / "regressions")
+    regs_before = {p.name: (p / "meta.json").read_text() for p in (corpus / "regressions").iterdir()}
+    from einc.fuzz.campaign import Campaign
+
+    s = Campaign(corpus, tmp_path / "out", seed=7, budget_s=60, jobs=2, target="interp", progress=False,
+                 max_execs=30, save_findings=False).run()
+    queue = list((corpus / "queue").glob("*.json"))
+    assert queue and s["corpus_size"] >= len(queue)  # the queue was created and filled
+    assert {p.name: (p / "meta.json").read_text() for p in (corpus / "regressions").iterdir()} == regs_before
+
+
+def test_queue_entries_are_picked_by_energy_which_decays(tmp_path):
+    import random
+
+    camp = _campaign(tmp_path)
+    prog = single_einsum("ij->ji", [TensorType((2, 3), "float32")])
+    a, b = Case(prog, FuzzPipeline(target="interp"), seed=1), Case(prog, FuzzPipeline(target="interp"), seed=2)
+    camp.queue = {"a": a, "b": b}
+    camp.energy = {"a": 20.0, "b": 1.0}
+    rng = random.Random(0)
+    picks = [camp._pick_energy(rng).seed for _ in range(10)]
+    assert picks.count(1) >= 7  # the entry that brought much new feedback is mutated most
+    assert camp.energy["a"] < 20.0 * 0.85 ** 5  # ... and each pick costs it energy, so b gets its turn
+    picks = [camp._pick_energy(rng).seed for _ in range(60)]
+    assert picks.count(2) >= 15
+
+
+def test_coverage_mode_generates_more_when_fresh_inputs_pay_off_more(tmp_path):
+    camp = _campaign(tmp_path)
+    assert camp.fresh_rate is None and camp.fresh_share() == 0.5  # no evidence yet
+    prog = single_einsum("ij->ji", [TensorType((2, 3), "float32")])
+    case = Case(prog, FuzzPipeline(target="interp"), seed=1)
+    ok = Outcome("ok", "done")
+    for i in range(40):  # fresh inputs keep adding feedback, mutants never do
+        camp._record(case, "generate", ok, {f"f{i}"}, set(), "")
+        camp._record(case, "prog:relabel", ok, set(), set(), "")
+    assert camp.fresh_share() == 0.8  # capped: mutants keep a fifth
+    for i in range(400):  # then the generator saturates while mutants pay
+        camp._record(case, "generate", ok, set(), set(), "")
+        camp._record(case, "prog:relabel", ok, {f"m{i}"}, set(), "")
+    assert camp.fresh_share() == 0.2
+    assert _campaign(tmp_path, mode="nofeedback").fresh_share() == 0.2  # the ablation variants keep a fixed share

@@ -2,7 +2,7 @@
 
     einc fuzz --time 10m --seed 1 --jobs 2 --corpus corpus/ --out report/
     einc fuzz --time 30s --target interp           # einc passes only, no TVM
-    einc fuzz --replay corpus/regressions           # re-run every regression folder
+    einc fuzz --replay corpus/regressions           # re-run every regression folder (1 if one fails)
 
 Findings are reduced and saved under ``CORPUS/regressions/<id>/``; ``OUT/summary.json`` and
 ``OUT/coverage.png`` report the campaign.  A campaign killed at any point resumes when run again with
@@ -85,18 +85,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay(root) -> int:
-    from einc.fuzz.corpus import list_regressions, load_regression
-    from einc.fuzz.harness import run_case_isolated, warm_up
+    """Replay every regression folder (``einc.fuzz.replay`` rules); 1 when one of them fails."""
+    from einc.fuzz.corpus import list_regressions
+    from einc.fuzz.harness import warm_up
+    from einc.fuzz.replay import replay
 
     folders = list_regressions(root.parent if root.name == "regressions" else root)
     if not folders and root.is_dir():
         folders = sorted(p for p in root.iterdir() if (p / "meta.json").exists())
     warm_up()
-    still = 0
+    failed = 0
     for folder in folders:
-        case, meta = load_regression(folder)
-        outcome = run_case_isolated(case, timeout=meta.get("timeout_s", 60), coverage=False)[0]
-        same = outcome.signature == meta["signature"]
-        still += same
-        print(f"{folder.name}: {'REPRODUCES' if same else 'differs'} [{meta.get('status', 'open')}] {outcome}")
-    return 1 if still else 0
+        v = replay(folder)
+        failed += v.result == "fail"
+        print(f"{folder.name}: {v.result.upper()} [{v.meta.get('status', 'open')}] {v.outcome}"
+              + (f"\n    {v.reason}" if v.result == "fail" else ""))
+    return 1 if failed else 0
