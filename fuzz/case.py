@@ -23,39 +23,13 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 
-from einc.ir.nodes import Cast, Einsum, Program, Value
-from einc.ir.types import TensorType
+from einc.ir.jsonform import program_from_json, program_to_json
+from einc.ir.nodes import Program
 
 TARGETS = ("llvm", "interp")
 ORACLES = ("interp", "relabel", "permute")
 
 
-def program_to_json(prog: Program) -> dict:
-    ops = []
-    for op in prog.body:
-        if isinstance(op, Einsum):
-            ops.append({"op": "einsum", "result": op.result, "operands": list(op.operands),
-                        "inputs": list(op.inputs), "output": op.output,
-                        "shape": list(op.type.shape), "dtype": op.type.dtype})
-        elif isinstance(op, Cast):
-            ops.append({"op": "cast", "result": op.result, "operand": op.operand,
-                        "shape": list(op.type.shape), "dtype": op.type.dtype})
-        else:  # pragma: no cover - the IR has two ops
-            raise TypeError(f"unknown op {op!r}")
-    return {"inputs": [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in prog.inputs],
-            "body": ops, "outputs": list(prog.outputs)}
-
-
-def program_from_json(d: dict) -> Program:
-    ins = tuple(Value(v["name"], TensorType(tuple(v["shape"]), v["dtype"])) for v in d["inputs"])
-    body = []
-    for o in d["body"]:
-        t = TensorType(tuple(o["shape"]), o["dtype"])
-        if o["op"] == "einsum":
-            body.append(Einsum(o["result"], tuple(o["operands"]), tuple(o["inputs"]), o["output"], t))
-        else:
-            body.append(Cast(o["result"], o["operand"], t))
-    return Program(ins, tuple(body), tuple(d["outputs"]))
 
 
 @dataclass(frozen=True)

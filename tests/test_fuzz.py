@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from einc.fuzz import corpus as fcorpus
-from einc.fuzz.case import Case, FuzzPipeline, program_from_json, program_to_json
+from einc.fuzz.case import Case, FuzzPipeline
+from einc.ir.jsonform import program_from_json, program_to_json
 from einc.fuzz.gen import random_program, small_enough
 from einc.fuzz.isolate import Pool, mark, run_isolated
 from einc.fuzz.mutate import (PROGRAM_MUTATORS, Interleave, mutate_pipeline, mutate_program, permute_operands,
@@ -377,3 +378,18 @@ def test_coverage_mode_generates_more_when_fresh_inputs_pay_off_more(tmp_path):
         camp._record(case, "prog:relabel", ok, {f"m{i}"}, set(), "")
     assert camp.fresh_share() == 0.2
     assert _campaign(tmp_path, mode="nofeedback").fresh_share() == 0.2  # the ablation variants keep a fixed share
+
+
+def test_fail_on_einc_counts_only_findings_on_einc_own_compile_path(tmp_path):
+    """`einc fuzz --fail-on einc` (CI) fails on bugs a user can hit, not on fuzzed-TVM-pipeline robustness bugs."""
+    from einc.commands.fuzz import _on_einc_path
+    from einc.fuzz.case import FuzzPipeline
+
+    plain, fuzzed = tmp_path / "plain", tmp_path / "fuzzed"
+    for folder, pl in ((plain, FuzzPipeline(passes="canonicalize")),
+                       (fuzzed, FuzzPipeline(sched=("vectorize(b0,l1)",)))):
+        folder.mkdir()
+        (folder / "pipeline.txt").write_text(pl.to_text())
+    assert _on_einc_path({"path": str(plain)}) is True
+    assert _on_einc_path({"path": str(fuzzed)}) is False
+    assert _on_einc_path({"path": str(tmp_path / "missing")}) is True  # nothing to tell: it counts
