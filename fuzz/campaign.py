@@ -403,10 +403,11 @@ def plot_coverage(timeline: list, path, title: str = "einc fuzz") -> None:
     ax.set_title(title)
     fig.legend(loc="lower right")
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    from einc.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 class _Progress:

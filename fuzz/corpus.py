@@ -26,26 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from einc.fileio import atomic_write
+
 from .case import Case, FuzzPipeline
 from .outcome import Outcome
-
-
-def atomic_write(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def atomic_write_json(path, obj) -> None:
