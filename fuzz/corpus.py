@@ -129,44 +129,18 @@ REPRO = '''#!/usr/bin/env python
     {summary}
 
 Run from anywhere with einc installed:  python repro.py [--in-process]
-It reads case.ein, pipeline.txt and meta.json next to it, runs the case through
-einc.fuzz.harness (in a child process, so a crash cannot take this script down; --in-process
-runs it here, showing any traceback) and prints the outcome.  Exit status 1 while the bug
-reproduces (same signature), 0 otherwise.
+It replays case.ein, pipeline.txt and meta.json next to it through einc.fuzz.replay.reproduce (in a
+child process, so a crash cannot take this script down; --in-process runs it here, showing any
+traceback) and prints the outcome.  Exit status 1 while the bug reproduces (same signature), 0
+otherwise.  repro_tvm.py, when present, reproduces it with TVM alone.
 """
-import json
 import pathlib
 import sys
 
-HERE = pathlib.Path(__file__).resolve().parent
-
-
-def main() -> int:
-    from einc.fuzz.case import Case, FuzzPipeline
-    from einc.fuzz.harness import execute, run_case_isolated, warm_up
-    from einc.fuzz.outcome import Outcome
-
-    meta = json.loads((HERE / "meta.json").read_text())
-    text = (HERE / "case.ein").read_text()
-    pipeline = FuzzPipeline.from_text((HERE / "pipeline.txt").read_text())
-    if meta.get("from_text"):
-        case = Case(None, pipeline, src=text, seed=meta["seed"])
-    else:
-        from einc.frontend.program import parse_program
-
-        case = Case(parse_program(text), pipeline, seed=meta["seed"])
-    if "--in-process" in sys.argv:
-        outcome = Outcome.from_json(execute(case, coverage=False)["outcome"])
-    else:
-        warm_up()
-        outcome = run_case_isolated(case, timeout=meta.get("timeout_s", 60), coverage=False)[0]
-    print("outcome:  ", outcome)
-    print("recorded: ", meta["signature"])
-    return 1 if outcome.signature == meta["signature"] else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from einc.fuzz.replay import reproduce
+
+    sys.exit(reproduce(pathlib.Path(__file__).resolve().parent, in_process="--in-process" in sys.argv))
 '''
 
 

@@ -32,6 +32,22 @@ def needs_tvm(folder) -> bool:
     return (meta.get("case", {}).get("pipeline", {}) or {}).get("target", "llvm") != "interp"
 
 
+def reproduce(folder, *, in_process: bool = False) -> int:
+    """What a folder's ``repro.py`` runs: the case once, outcome printed; 1 while the recorded signature shows."""
+    from .harness import execute, run_case_isolated, warm_up
+
+    case, meta = load_regression(folder)
+    faults = tuple(meta.get("faults") or ())
+    if in_process:
+        outcome = Outcome.from_json(execute(case, coverage=False, faults=faults)["outcome"])
+    else:
+        warm_up()
+        outcome = run_case_isolated(case, timeout=meta.get("timeout_s", 60), coverage=False, faults=faults)[0]
+    print("outcome:  ", outcome)
+    print("recorded: ", meta["signature"])
+    return 1 if outcome.signature == meta["signature"] else 0
+
+
 def replay(folder, timeout: float | None = None) -> Verdict:
     from .harness import run_case_isolated
 
