@@ -108,3 +108,32 @@ def fixpoint(fn, prog: Program, limit: int | None = None) -> Program:
             return new
         prog = new
     raise EincInternalError(f"{getattr(fn, '__module__', fn)}: no fixpoint after {cap} rounds")
+
+
+def presum(prog: Program, suffix: str, drop) -> Program:
+    """Sum labels out of operands of n-ary einsums by unary steps placed just before them.
+
+    ``drop(op, k, env)`` names the labels of operand ``k`` to sum away (an empty set keeps it).  The
+    step sums them and the einsum reads the smaller result: ``x = ij,jk->ik`` with ``i`` dropped from
+    operand 0 becomes ``s = ij->j; x = j,jk->ik``.
+    """
+    env = dict(prog.types())
+    names = Names(prog)
+    body, changed = [], False
+    for op in prog.body:
+        if isinstance(op, Einsum) and op.arity >= 2:
+            operands, inputs = list(op.operands), list(op.inputs)
+            for k, labs in enumerate(op.inputs):
+                gone = drop(op, k, env)
+                if not gone:
+                    continue
+                kept = "".join(c for c in dedup(labs) if c not in gone)
+                step = make_einsum(names.fresh(op.result + suffix), (op.operands[k],), (labs,), kept, env)
+                env[step.result] = step.type
+                body.append(step)
+                operands[k], inputs[k] = step.result, kept
+            if operands != list(op.operands):
+                op = Einsum(op.result, tuple(operands), tuple(inputs), op.output, op.type)
+                changed = True
+        body.append(op)
+    return prog.replace(body=tuple(body)) if changed else prog

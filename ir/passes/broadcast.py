@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..nodes import Einsum, Program, einsum_sizes
-from ._util import Names, dedup, make_einsum
+from ._util import presum
 from .base import Pass
 
 
@@ -24,25 +24,8 @@ class Broadcast(Pass):
     name: ClassVar[str] = "broadcast"
 
     def apply(self, prog: Program) -> Program:
-        env = prog.types()
-        names = Names(prog)
-        body, changed = [], False
-        for op in prog.body:
-            if isinstance(op, Einsum) and op.arity >= 2:
-                sizes = einsum_sizes(op, [env[o] for o in op.operands])
-                operands, inputs = list(op.operands), list(op.inputs)
-                for k, labs in enumerate(op.inputs):
-                    shape = env[op.operands[k]].shape
-                    squeeze = {c for c, n in zip(labs, shape) if n == 1 and sizes[c] > 1}
-                    if not squeeze:
-                        continue
-                    kept = "".join(c for c in dedup(labs) if c not in squeeze)
-                    step = make_einsum(names.fresh(op.result + "_b"), (op.operands[k],), (labs,), kept, env)
-                    env[step.result] = step.type
-                    body.append(step)
-                    operands[k], inputs[k] = step.result, kept
-                if operands != list(op.operands):
-                    op = Einsum(op.result, tuple(operands), tuple(inputs), op.output, op.type)
-                    changed = True
-            body.append(op)
-        return prog.replace(body=tuple(body)) if changed else prog
+        def squeeze(op: Einsum, k: int, env) -> set[str]:
+            sizes = einsum_sizes(op, [env[o] for o in op.operands])
+            return {c for c, n in zip(op.inputs[k], env[op.operands[k]].shape) if n == 1 and sizes[c] > 1}
+
+        return presum(prog, "_b", squeeze)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ..nodes import LABELS, Cast, Einsum, Program
-from ._util import Names, dce, dedup, fixpoint, forward, is_identity, make_einsum, use_counts
+from ._util import dce, dedup, fixpoint, forward, is_identity, presum, use_counts
 from .base import Pass
 
 # dtype -> (kind, significant bits): a cast is exact when every value of the source survives.
@@ -61,30 +61,16 @@ def _rename_labels(op: Einsum) -> Einsum:
 
 
 def _sum_early(prog: Program) -> Program:
-    env = prog.types()
-    names = Names(prog)
-    body, changed = [], False
-    for op in prog.body:
-        if isinstance(op, Einsum) and op.arity >= 2:
-            count: dict[str, int] = {}
-            for labs in op.inputs:
-                for c in set(labs):
-                    count[c] = count.get(c, 0) + 1
-            operands, inputs = list(op.operands), list(op.inputs)
-            for k, labs in enumerate(op.inputs):
-                lonely = {c for c in labs if count[c] == 1 and c not in op.output}
-                if not lonely or env[op.operands[k]].dtype != op.type.dtype:
-                    continue
-                kept = "".join(c for c in dedup(labs) if c not in lonely)
-                step = make_einsum(names.fresh(op.result + "_s"), (op.operands[k],), (labs,), kept, env)
-                env[step.result] = step.type
-                body.append(step)
-                operands[k], inputs[k] = step.result, kept
-            if operands != list(op.operands):
-                op = Einsum(op.result, tuple(operands), tuple(inputs), op.output, op.type)
-                changed = True
-        body.append(op)
-    return prog.replace(body=tuple(body)) if changed else prog
+    def lonely(op: Einsum, k: int, env) -> set[str]:
+        if env[op.operands[k]].dtype != op.type.dtype:  # summing first would change the precision
+            return set()
+        count: dict[str, int] = {}
+        for labs in op.inputs:
+            for c in set(labs):
+                count[c] = count.get(c, 0) + 1
+        return {c for c in op.inputs[k] if count[c] == 1 and c not in op.output}
+
+    return presum(prog, "_s", lonely)
 
 
 def _fold_casts(prog: Program) -> Program:
