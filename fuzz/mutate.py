@@ -29,6 +29,15 @@ def _einsum_indices(prog: Program) -> list[int]:
     return [i for i, op in enumerate(prog.body) if isinstance(op, Einsum)]
 
 
+def _pick_einsum(prog: Program, rng, where=None):
+    """``(index, op)`` of a random einsum step (one ``where(op)`` accepts), or None when there is none."""
+    idx = [i for i in _einsum_indices(prog) if where is None or where(prog.body[i])]
+    if not idx:
+        return None
+    i = rng.choice(idx)
+    return i, prog.body[i]
+
+
 def _set_op(prog: Program, i: int, op) -> Program:
     body = list(prog.body)
     body[i] = op
@@ -79,11 +88,10 @@ def permute_operands(prog: Program, rng: random.Random) -> Program:
 
 
 def m_rename_label(prog, rng):
-    idx = _einsum_indices(prog)
-    if not idx:
+    picked = _pick_einsum(prog, rng)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     used = "".join(op.inputs)
     if not used:
         return None
@@ -97,10 +105,10 @@ def m_rename_label(prog, rng):
 
 def m_merge_labels(prog, rng):
     """Two labels of one einsum become one (a diagonal, or a broadcast when a size is 1)."""
-    idx = _einsum_indices(prog)
-    if not idx:
+    picked = _pick_einsum(prog, rng)
+    if picked is None:
         return None
-    op = prog.body[rng.choice(idx)]
+    _, op = picked
     used = sorted(set("".join(op.inputs)))
     if len(used) < 2:
         return None
@@ -112,11 +120,10 @@ def m_merge_labels(prog, rng):
 
 def m_repeat_label(prog, rng):
     """Make two equal-size axes of one operand share a label (a diagonal or a trace)."""
-    idx = _einsum_indices(prog)
-    if not idx:
+    picked = _pick_einsum(prog, rng)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     types = prog.types()
     k = rng.randrange(op.arity) if op.arity else None
     if k is None:
@@ -136,11 +143,10 @@ def m_repeat_label(prog, rng):
 
 
 def m_toggle_output_label(prog, rng):
-    idx = _einsum_indices(prog)
-    if not idx:
+    picked = _pick_einsum(prog, rng)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     used = sorted(set("".join(op.inputs)))
     if op.output and (rng.random() < 0.5 or len(op.output) == len(used)):
         c = rng.choice(op.output)
@@ -156,22 +162,20 @@ def m_toggle_output_label(prog, rng):
 
 
 def m_transpose_output(prog, rng):
-    idx = [i for i in _einsum_indices(prog) if len(prog.body[i].output) > 1]
-    if not idx:
+    picked = _pick_einsum(prog, rng, lambda o: len(o.output) > 1)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     out = list(op.output)
     rng.shuffle(out)
     return _set_op(prog, i, replace(op, output="".join(out)))
 
 
 def m_swap_operands(prog, rng):
-    idx = [i for i in _einsum_indices(prog) if prog.body[i].arity > 1]
-    if not idx:
+    picked = _pick_einsum(prog, rng, lambda o: o.arity > 1)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     a, b = rng.sample(range(op.arity), 2)
     ops, ins = list(op.operands), list(op.inputs)
     ops[a], ops[b] = ops[b], ops[a]
@@ -181,11 +185,10 @@ def m_swap_operands(prog, rng):
 
 def m_add_operand(prog, rng):
     """Add an operand to an einsum: a fresh input over some of its labels, or an existing value."""
-    idx = _einsum_indices(prog)
-    if not idx:
+    picked = _pick_einsum(prog, rng)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     types = prog.types()
     from einc.ir.nodes import einsum_sizes
 
@@ -208,11 +211,10 @@ def m_add_operand(prog, rng):
 
 
 def m_remove_operand(prog, rng):
-    idx = [i for i in _einsum_indices(prog) if prog.body[i].arity > 1]
-    if not idx:
+    picked = _pick_einsum(prog, rng, lambda o: o.arity > 1)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     k = rng.randrange(op.arity)
     inputs = op.inputs[:k] + op.inputs[k + 1:]
     left = "".join(inputs)
@@ -337,11 +339,10 @@ def m_add_step(prog, rng):
 
 def m_split_step(prog, rng):
     """Split an n-ary einsum (n >= 3) into two steps: contract two operands first (same meaning)."""
-    idx = [i for i in _einsum_indices(prog) if prog.body[i].arity >= 3]
-    if not idx:
+    picked = _pick_einsum(prog, rng, lambda o: o.arity >= 3)
+    if picked is None:
         return None
-    i = rng.choice(idx)
-    op = prog.body[i]
+    i, op = picked
     a, b = sorted(rng.sample(range(op.arity), 2))
     rest = [k for k in range(op.arity) if k not in (a, b)]
     keep = set("".join(op.inputs[k] for k in rest)) | set(op.output)
