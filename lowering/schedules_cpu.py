@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 from einc.ir.nodes import Einsum, Program, einsum_sizes
 
+from .rules import first_rule
+
 SCHEDULE_VERSION = 3
 
 
@@ -182,20 +184,12 @@ def schedule(low, target_json: str):
             if blk == st.block:
                 st.shape_class = cls
             chain = _RULES.get(cls, []) + [_generic]
-            desc = None
-            for rule in chain:
-                trial = sch.copy()
-                try:
-                    desc = rule(trial, blk, st, vbits)
-                except Exception as e:  # noqa: BLE001 - ScheduleError & co: try the next rule
-                    desc = f"{rule.__name__} failed: {type(e).__name__}"
-                    continue
-                sch = trial
-                if rule is not chain[0]:
-                    cls = f"{cls}->{rule.__name__.strip('_')}"
-                break
-            else:
+            sch, rule, desc = first_rule(sch, chain, (blk, st, vbits),
+                                         lambda r, e: f"{r.__name__} failed: {type(e).__name__}")
+            if rule is None:
                 desc = f"naive loop nest ({desc})"
+            elif rule is not chain[0]:
+                cls = f"{cls}->{rule.__name__.strip('_')}"
             rows.append((blk, cls, desc + (" (serial: small)" if _STATE.serial else "")))
     _STATE.serial = False
     return sch.mod, rows

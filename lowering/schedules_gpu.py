@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import math
 
+from .rules import first_rule
+
 SCHEDULE_VERSION = 1
 #: streaming multiprocessors assumed when deciding on split-K (H100 SXM: 132)
 NUM_SM = 132
@@ -182,20 +184,13 @@ def _schedule_own(low, sch):
             if blk == st.block:
                 st.shape_class = cls
             chain = _RULES.get(cls, []) + [_generic]
-            desc = None
-            for rule in chain:
-                trial = sch.copy()
-                try:
-                    desc = rule(trial, blk, st)
-                except Exception as e:  # noqa: BLE001 - ScheduleError & co: try the next rule
-                    desc = f"{rule.__name__.strip('_')} failed: {type(e).__name__}: {_first_line(e)}"
-                    continue
-                sch = trial
-                if rule is not chain[0]:
-                    cls = f"{cls}->{rule.__name__.strip('_')}"
-                break
-            else:
+            sch, rule, desc = first_rule(
+                sch, chain, (blk, st),
+                lambda r, e: f"{r.__name__.strip('_')} failed: {type(e).__name__}: {_first_line(e)}")
+            if rule is None:
                 raise RuntimeError(f"no GPU schedule for block {blk}: {desc}")
+            if rule is not chain[0]:
+                cls = f"{cls}->{rule.__name__.strip('_')}"
             rows.append((blk, cls, desc))
     # 3) anything still unbound (blocks the rules created or missed) gets the generic binding
     for blk in _all_blocks(sch):
