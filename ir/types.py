@@ -27,7 +27,12 @@ def dtype_name(dt) -> str:
     """The einc name of a numpy dtype, or raise EincTypeError."""
     from einc.errors import EincTypeError
 
-    dt = np.dtype(dt)
+    if isinstance(dt, str) and dt == "bfloat16":
+        return "bfloat16"  # a numpy name only once ml_dtypes is imported
+    try:
+        dt = np.dtype(dt)
+    except TypeError as e:
+        raise EincTypeError(f"dtype {dt!r} is not a dtype numpy knows ({e})") from e
     name = "bool" if dt == np.bool_ else dt.name
     if name not in DTYPES:
         raise EincTypeError(f"dtype {dt} is not supported by einc (supported: {', '.join(DTYPES)})")

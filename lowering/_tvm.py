@@ -48,9 +48,14 @@ def remove_weight_layout_rewrite_block(mod):
     return RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
 
 
-def compile_mod(mod, target):
-    """``tvm.compile`` for a scheduled IRModule: an Executable with ``main``."""
-    return tvm.compile(mod, target=target)
+def compile_mod(mod, target, config: dict | None = None):
+    """``tvm.compile`` for a scheduled IRModule: an Executable with ``main``.  ``config``: PassContext
+    options (e.g. ``{"tirx.use_async_copy": True}`` for CUDA, which turns the copies of a software
+    pipeline's async stages into ``cp.async``)."""
+    if not config:
+        return tvm.compile(mod, target=target)
+    with tvm.transform.PassContext(config=config):
+        return tvm.compile(mod, target=target)
 
 
 def load_module(path: str):

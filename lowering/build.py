@@ -276,7 +276,8 @@ def _build_cuda(prog: Program, tjson: str, schedule: bool) -> Built:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule, low, tjson)
     else:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule_naive, low)
-    ex, timings["compile"] = _stage("compile", compile_mod, mod, _target.to_tvm(tjson))
+    # cp.async for the pipelines that ask for it (copies outside an async stage are left alone)
+    ex, timings["compile"] = _stage("compile", compile_mod, mod, _target.to_tvm(tjson), {"tirx.use_async_copy": True})
     kinds = [m.kind for m in ex.mod.imports]
     if "cuda" not in kinds:
         raise CompileError(f"CUDA build produced no device code (imports {kinds}): a loop nest was left unbound")

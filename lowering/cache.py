@@ -91,7 +91,7 @@ def versions() -> dict[str, str]:
 
 
 #: the lowering sources whose text is part of the key: editing a schedule invalidates old kernels
-_LOWERING_SOURCES = ("lower.py", "schedules_cpu.py", "schedules_gpu.py", "rules.py", "build.py", "target.py")
+_LOWERING_SOURCES = ("lower.py", "schedules_cpu.py", "schedules_gpu.py", "schedules_gpu_tc.py", "rules.py", "build.py", "target.py")
 
 
 def _schedule_version() -> str:

@@ -64,6 +64,7 @@ class StepInfo:
     out_labels: str = ""
     red_labels: str = ""
     operand_labels: tuple[str, ...] = ()
+    operand_names: tuple[str, ...] = ()  # the TE tensors' names (= the PrimFunc buffers they read)
     operand_shapes: tuple[tuple[int, ...], ...] = ()
     sizes: dict = field(default_factory=dict)
     dtype: str = "float32"  # einc result dtype
@@ -225,6 +226,7 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     raxes = {c: te.reduce_axis((0, sizes[c]), name=f"r_{c}") for c in red}
     step.out_labels, step.red_labels = op.output, red
     step.operand_labels = tuple(op.inputs)
+    step.operand_names = tuple(t.op.name for t in tensors)
     step.operand_shapes = tuple(t.shape for t in types)
     step.sizes = dict(sizes)
     step.dtype, step.acc_dtype = out_dt, cdt

@@ -231,6 +231,8 @@ def _spatial_reduce_loops(sch, blk):
     have one loop per block var, in order)."""
     loops = sch.get_loops(blk)
     its = sch.get(blk).iter_vars
+    if not loops and all(int(iv.dom.extent) == 1 for iv in its):
+        return [], []  # a 0-d result: its block has one unit iter var and no loop
     if len(loops) != len(its):
         raise ValueError("loops and block vars do not match one to one")
     sp = [lp for lp, iv in zip(loops, its) if int(iv.iter_type) == 0]
@@ -258,8 +260,8 @@ def _generic(sch, name, st):
     blk = sch.get_sblock(name)
     sp, rd = _spatial_reduce_loops(sch, blk)
     if not sp:
-        lp = sch.add_unit_loop(blk)
-        sch.bind(lp, "threadIdx.x")
+        sch.bind(sch.add_unit_loop(blk), "blockIdx.x")
+        sch.bind(sch.add_unit_loop(blk), "threadIdx.x")
         return "single thread"
     if rd:
         sch.reorder(*sp, *rd)
@@ -337,6 +339,10 @@ def _reduce_inner(sch, name, st):
     if sp:
         s = sch.fuse(*sp) if len(sp) > 1 else sp[0]
         sch.bind(s, "blockIdx.x")
+    else:
+        # a reduction to one value still needs a block: without one, TVM allocates the per-thread
+        # partial sums outside the kernel, one word shared by every thread (a race)
+        sch.bind(sch.add_unit_loop(r), "blockIdx.x")
     ro, ri = sch.split(r, [None, threads])
     sch.bind(ri, "threadIdx.x")
     return f"block per output, cross-thread reduction over {threads} threads"
@@ -378,6 +384,33 @@ def _pick_k(K: str, st) -> str:
     return max(K, key=score)
 
 
+#: GEMM knobs the heuristics choose; ``GEMM_OVERRIDE`` (a dict of the same keys) replaces them for
+#: every GEMM step scheduled while it is set (``bench/gpu_sweep.py`` measures variants this way; the
+#: kernel cache must then be bypassed: ``compile(..., cache=False)``).
+#:   ty, tm / tx, tn   threads x registers per thread along M / N (block tile BM = ty*tm, BN = tx*tn)
+#:   bk                K tile
+#:   kt                store a K-contiguous operand's tile K-major in shared memory (rows padded):
+#:                     the inner loop then reads 4 consecutive M (N) values with one 16-byte load
+#:                     and no bank conflicts (a [M][K] tile read down a column is a 16-way conflict)
+#:   stages            software-pipeline depth over K tiles (1: none)
+#:   async             global->shared copies as cp.async (needs ``stages`` >= 2)
+#:   unroll_k          unroll the BK loop (more ILP, more registers)
+#:   split_k           allow split-K (rfactor) when output tiles are few
+GEMM_OVERRIDE: dict | None = None
+
+
+def gemm_config(st, m_in, n_in, k_in, Kn) -> dict:
+    """The heuristic knobs for one GEMM step (see ``GEMM_OVERRIDE``)."""
+    sz = st.sizes
+    ty, tm = _tile(sz[m_in])
+    tx, tn = _tile(sz[n_in])
+    cfg = {"ty": ty, "tm": tm, "tx": tx, "tn": tn, "bk": 16 if Kn >= 16 else Kn, "kt": True,
+           "stages": 2, "async": False, "unroll_k": True, "split_k": True}
+    if GEMM_OVERRIDE:
+        cfg.update(GEMM_OVERRIDE)
+    return cfg
+
+
 def _gemm(sch, name, st):
     """Tiled contraction.  Only one label per group is tiled (M, N, K); the other labels of each
     group are whole-block (batch-like) or serial (K) loops, so every buffer region TVM derives for
@@ -400,10 +433,12 @@ def _gemm(sch, name, st):
     Mn, Nn, Kn = sz[m_in], sz[n_in], sz[k_in]
     Kout = _prod(sz[c] for c in k_out)
     sch.reorder(*[lp[c] for c in outer + [m_in, n_in] + k_out + [k_in]])
-    ty, tm = _tile(Mn)
-    tx, tn = _tile(Nn)
+    cfg = gemm_config(st, m_in, n_in, k_in, Kn)
+    ty, tm, tx, tn = cfg["ty"], cfg["tm"], cfg["tx"], cfg["tn"]
     BM, BN = ty * tm, tx * tn
-    BK = 16 if Kn >= 16 else Kn
+    BK = min(cfg["bk"], Kn)
+    if Kn % BK:
+        BK = 16 if Kn % 16 == 0 and Kn >= 16 else Kn
     if k_out and Kn % BK == 0:
         # K tiles never straddle a row of the fused K labels: the regions stay exact, and one long
         # pipelined K loop replaces a serial loop around short ones (mttkrp: 0.58 vs 1.66 ms)
@@ -416,7 +451,7 @@ def _gemm(sch, name, st):
     S, Ktot = 1, Kout * Kn
     split_on_outer = Kout > 1
     base = Kout if split_on_outer else Kn // BK
-    while tiles * S < 2 * NUM_SM and base % (S * 2) == 0 and Ktot // (S * 2) >= 512:
+    while cfg["split_k"] and tiles * S < 2 * NUM_SM and base % (S * 2) == 0 and Ktot // (S * 2) >= 512:
         S *= 2
     kol = sch.fuse(*[lp[c] for c in k_out]) if len(k_out) > 1 else (lp[k_out[0]] if k_out else None)
     kil = lp[k_in]
@@ -463,13 +498,21 @@ def _gemm(sch, name, st):
             pass
     # stage every operand's K tile through shared memory, loaded cooperatively
     n_reads = len(sch.get(blk).reads)
+    read_labels = _read_labels(sch, blk, st)
     shared = [sch.cache_read(blk, i, "shared") for i in range(n_reads)]
-    for ss in shared:
+    kmajor = []
+    for i, ss in enumerate(shared):
         sch.compute_at(ss, ko)
         inner = sch.get_loops(ss)[below_ko:]
         f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         total = _ext(sch, f)
+        labs = read_labels[i]
+        kt = bool(cfg["kt"] and labs and len(labs) >= 2 and labs[-1] == k_in and labs[-2] in (m_in, n_in))
         vec = 4 if total % (nthreads * 4) == 0 else (2 if total % (nthreads * 2) == 0 else 1)
+        if kt and cfg["async"]:
+            # TVM 0.27's InjectPTXAsyncCopy turns a vector copy into one 16-byte cp.async even when
+            # the shared side is strided (the K-major tile): wrong results.  4-byte copies are exact.
+            vec = 1
         if vec > 1:
             fo, fy, fx, fv = sch.split(f, [None, ty, tx, vec])
             sch.vectorize(fv)
@@ -477,7 +520,15 @@ def _gemm(sch, name, st):
             fo, fy, fx = sch.split(f, [None, ty, tx])
         sch.bind(fy, "threadIdx.y")
         sch.bind(fx, "threadIdx.x")
-    sch.unroll(ki)  # measured: ~5-8 % slower on big-K GEMMs, 1.3-1.8x faster on attn/tucker/mttkrp
+        if kt:
+            # K-major tile: [.., x, k] -> [.., k, x], rows padded to a 16-byte multiple + 4 words
+            nd = len(labs)
+            sch.transform_layout(ss, ("write", 0), lambda *idx: (*idx[:-2], idx[-1], idx[-2]))
+            width = BM if labs[-2] == m_in else BN
+            sch.storage_align(ss, 0, axis=nd - 2, factor=32 if width >= 32 else width, offset=4)
+            kmajor.append(labs[-2])
+    if cfg["unroll_k"]:
+        sch.unroll(ki)  # measured: ~5-8 % slower on big-K GEMMs, 1.3-1.8x faster on attn/tucker/mttkrp
     sch.unroll(mi)
     sch.unroll(nvl)
     if Nn % 4 == 0 and nv == 4:
@@ -486,11 +537,14 @@ def _gemm(sch, name, st):
         except Exception:  # noqa: BLE001
             pass
     sch.decompose_reduction(blk, kol if kol is not None else ko)
-    # 2-stage software pipeline over K tiles: the next tile's global loads overlap this tile's math
-    if _ext(sch, ko) >= 2:
+    # software pipeline over K tiles: the next tiles' global loads overlap this tile's math
+    stages = cfg["stages"] if _ext(sch, ko) >= cfg["stages"] else 1
+    if stages >= 2:
         nstage = len(shared)
-        sch.annotate(ko, "software_pipeline_stage", [0] * nstage + [1])
+        sch.annotate(ko, "software_pipeline_stage", [0] * nstage + [stages - 1])
         sch.annotate(ko, "software_pipeline_order", list(range(nstage + 1)))
+        if cfg["async"]:
+            sch.annotate(ko, "software_pipeline_async_stages", [0])
     if wb is not None:
         wsp, wrd = _spatial_reduce_loops(sch, wb)
         sch.reorder(*wsp, *wrd)
@@ -498,13 +552,40 @@ def _gemm(sch, name, st):
         if S <= 128:
             sch.unroll(wrd[0])  # S independent loads in flight per thread
     tiled = f"{m_in}x{n_in}x{k_in}"
+    extras = []
+    if kmajor:
+        extras.append(f"K-major shared tiles for {','.join(kmajor)}")
+    if stages >= 2:
+        extras.append(f"{stages}-stage {'cp.async ' if cfg['async'] else ''}pipeline")
     return (f"batch/outer {''.join(outer) or '-'}, tiles over {tiled}{', serial K ' + ''.join(k_out) if k_out else ''}: "
             f"block tile {BM}x{BN}x{BK}, {ty}x{tx} threads, {tm}x({n2}x{nv}) per thread, "
-            f"{len(shared)} operands via shared memory, 2-stage pipeline{desc_split}")
+            f"{len(shared)} operands via shared memory{''.join(', ' + e for e in extras)}{desc_split}")
+
+
+def _read_labels(sch, blk, st):
+    """The einsum labels of each buffer the block reads, in read order (None when unknown: the
+    block reads something that is not one of the step's operands, e.g. an inlined product)."""
+    names = [r.source.name for r in sch.get(blk).reads]
+    by_name = dict(zip(st.operand_names, st.operand_labels))
+    return [by_name.get(n) for n in names]
+
+
+def _gemm_tc(sch, name, st):
+    """Tensor-core (WMMA) GEMM for float16/bfloat16 steps (``schedules_gpu_tc``).  A step it does not
+    apply to (checked before the schedule changes) goes straight to the SIMT ``_gemm``, so its plan
+    row stays plain ``gemm``; a failure while tensorizing raises, and the chain's ``_gemm`` takes it
+    (``gemm->gemm``)."""
+    from .schedules_gpu_tc import gemm_tensorcore, tc_plan
+
+    try:
+        tc_plan(sch, name, st)
+    except ValueError:
+        return _gemm(sch, name, st)
+    return gemm_tensorcore(sch, name, st)
 
 
 _RULES = {
-    "gemm": [_gemm, _reduce_outer],
+    "gemm": [_gemm_tc, _gemm, _reduce_outer],
     "reduce-inner": [_reduce_inner, _reduce_outer],
     "reduce-outer": [_reduce_outer, _reduce_inner],
     "transpose": [_transpose, _map],

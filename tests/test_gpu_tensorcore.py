@@ -1,0 +1,128 @@
+"""Tensor-core (WMMA) GEMM schedule for float16 steps (``lowering/schedules_gpu_tc.py``).
+
+Without a GPU: the plan row names the tensor-core schedule, the CUDA C uses ``nvcuda::wmma``, and
+ptxas accepts it for sm_90 with no local-memory stack frame; float32 steps, odd extents and bfloat16
+(not enabled yet) take the SIMT rule.  With a GPU (``-m gpu``): results against numpy.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.test_gpu import _program, gpu  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.tvm
+
+CASES = [
+    ("ik,kj->ij", [(256, 128), (128, 256)]),
+    ("ik,jk->ij", [(128, 64), (192, 64)]),
+    ("ki,kj->ij", [(64, 128), (64, 96)]),
+    ("bik,bkj->bij", [(3, 64, 48), (3, 48, 80)]),
+    ("bhqd,bhkd->bhqk", [(2, 3, 64, 32), (2, 3, 64, 32)]),
+    ("ecd,edh->ech", [(4, 32, 64), (4, 64, 48)]),
+]
+
+
+def _build(expr, shapes, dtype):
+    from einc.lowering.build import build
+
+    return build(_program(expr, shapes, dtype), {"kind": "cuda", "arch": "sm_90"})
+
+
+def _gemm_rows(b):
+    return [(blk, cls, desc) for blk, cls, desc in b.plan if cls.startswith("gemm")]
+
+
+@pytest.mark.parametrize("expr,shapes", CASES)
+def test_float16_takes_tensor_cores_and_ptxas_accepts(expr, shapes, tmp_path):
+    b = _build(expr, shapes, "float16")
+    rows = _gemm_rows(b)
+    assert len(rows) == 1 and rows[0][1] == "gemm" and rows[0][2].startswith("tensor cores (wmma"), b.plan
+    src = b.rt_mod.imports[0].inspect_source()
+    assert "nvcuda::wmma::mma_sync" in src and "nvcuda::wmma::load_matrix_sync" in src
+    assert "nvcuda::wmma::store_matrix_sync" in src and "__shared__" in src
+    assert "(half)" in src  # the float32 -> float16 conversion is fused into the output write
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not on PATH")
+    cu = tmp_path / "k.cu"
+    cu.write_text(src)
+    r = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", "-o", str(tmp_path / "k.cubin"), str(cu), "-Xptxas", "-v", "-w"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    stacks = [int(x) for x in re.findall(r"(\d+) bytes stack frame", r.stderr)]
+    smem = [int(x) for x in re.findall(r"(\d+) bytes smem", r.stderr)]
+    assert stacks and max(stacks) == 0, stacks
+    assert max(smem, default=0) <= 48 * 1024, smem
+
+
+@pytest.mark.parametrize("expr,shapes,dtype", [
+    ("ik,kj->ij", [(128, 64), (64, 128)], "float32"),    # not a tensor-core dtype
+    ("ik,kj->ij", [(100, 36), (36, 52)], "float16"),     # extents not multiples of 16
+    ("ik,kj->ij", [(128, 64), (64, 128)], "bfloat16"),   # not enabled (see BF16_ENABLED)
+    ("ijk,jkl->il", [(32, 16, 16), (16, 16, 32)], "float16"),  # two contracted labels
+])
+def test_other_steps_take_the_simt_rule(expr, shapes, dtype):
+    if dtype == "bfloat16":
+        from einc.lowering import schedules_gpu_tc as TC
+
+        if TC.BF16_ENABLED:
+            pytest.skip("bfloat16 tensor cores enabled")
+    b = _build(expr, shapes, dtype)
+    rows = _gemm_rows(b)
+    assert rows and all(cls == "gemm" for _, cls, _ in rows), b.plan
+    assert not any(desc.startswith("tensor cores") for _, _, desc in rows), b.plan
+    assert "wmma" not in b.rt_mod.imports[0].inspect_source()
+
+
+def test_plan_tiles_fit_shared_memory():
+    from einc.lowering import schedules_gpu_tc as TC
+
+    for M, N, K in [(4096, 4096, 4096), (64, 48, 32), (16, 16, 16), (256, 16, 48)]:
+        for ak in (True, False):
+            for bk in (True, False):
+                BM, BN, BK, WN, c_pad = TC._plan(M, N, K, ak, bk)
+                assert M % BM == 0 and N % BN == 0 and K % BK == 0 and BN % (WN * 16) == 0
+                a = (BM * (BK + 8) if ak else BK * (BM + 8)) * 2
+                b = (BN * (BK + 8) if bk else BK * (BN + 8)) * 2
+                assert 2 * (a + b) + 16 * (BN + c_pad) * 4 <= TC.SMEM_LIMIT
+    assert TC._plan(4096, 4096, 4096, True, False)[:3] == (128, 128, 32)
+    with pytest.raises(ValueError):
+        TC._plan(40, 40, 40, True, True)
+
+
+# ------------------------------------------------------------------------------------------------
+# on the GPU
+
+
+def _check(expr, shapes, dtype, rtol, seed=0):
+    import einc
+
+    rng = np.random.default_rng(seed)
+    xs = [rng.uniform(-1, 1, s).astype(dtype) for s in shapes]
+    k = einc.compile(expr, *xs, target="cuda")
+    got = k(*xs)
+    ref = np.einsum(expr, *[x.astype("float32") for x in xs])
+    assert got.shape == ref.shape and got.dtype == xs[0].dtype
+    np.testing.assert_allclose(got.astype("float32"), ref, rtol=rtol, atol=rtol * max(1.0, float(np.abs(ref).max())))
+    return k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("expr,shapes", CASES + [("ik,kj->ij", [(1024, 512), (512, 768)])])
+def test_gpu_tensorcore_float16_matches_numpy(gpu, expr, shapes):  # noqa: F811
+    k = _check(expr, shapes, "float16", 2e-2)
+    plan = getattr(k.built, "plan", None) or []  # (empty for a kernel the cache loaded from disk)
+    assert not plan or any(d.startswith("tensor cores") for _, _, d in plan), plan
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("expr,shapes", CASES)
+def test_gpu_bfloat16_matches_numpy(gpu, expr, shapes):  # noqa: F811
+    pytest.importorskip("ml_dtypes")
+    from einc.ir.types import np_dtype
+
+    _check(expr, shapes, np_dtype("bfloat16"), 3e-2)
