@@ -17,7 +17,7 @@ import sys
 
 from einc.errors import EincError
 
-COMMANDS = ("parse", "explain", "opt", "compile", "run", "bench", "fhe", "fuzz")
+COMMANDS = ("parse", "explain", "opt", "compile", "run", "bench", "cache", "fhe", "fuzz")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -234,3 +234,27 @@ def test_build_cached_memory_then_disk_then_export(tmp_path):
     (tmp_path / "k.so.json").write_text(json.dumps(k.metadata()))
     np.testing.assert_allclose(load(so)(a, b), a @ b, rtol=1e-5)
     assert C.build_cached(p, "llvm", cache=other)[1] == "memory"   # "llvm" names the same host target
+
+
+def test_cache_cli_info_prune_clear(tmp_path, monkeypatch, capsys):
+    from einc.cli import main
+    from einc.commands.cache import parse_size
+
+    monkeypatch.setenv("EINC_CACHE_DIR", str(tmp_path))
+    kc = C.KernelCache()
+    for i in range(4):
+        kc.store(f"{i:02d}" + "0" * 62, b"x" * 1000, {"i": i})
+        os.utime(kc.path(f"{i:02d}" + "0" * 62), (1000 + i, 1000 + i))  # entry 0 is the oldest
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out and "entries: 4" in out
+    one = kc.path("00" + "0" * 62).stat().st_size
+    assert main(["cache", "prune", "--max-size", str(2 * one)]) == 0
+    assert "removed 2 entries; 2 left" in capsys.readouterr().out
+    left = {p.name for p in kc.entries()}
+    assert left == {kc.path("02" + "0" * 62).name, kc.path("03" + "0" * 62).name}  # the newest stay
+    assert main(["cache", "clear"]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out and kc.entries() == []
+    assert parse_size("200M") == 200 << 20 and parse_size("2GiB") == 2 << 30 and parse_size("512") == 512
+    assert main(["cache", "prune", "--max-size", "lots"]) == 2
+    assert "expected a size" in capsys.readouterr().err
