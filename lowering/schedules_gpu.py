@@ -260,8 +260,10 @@ def _generic(sch, name, st):
     blk = sch.get_sblock(name)
     sp, rd = _spatial_reduce_loops(sch, blk)
     if not sp:
-        sch.bind(sch.add_unit_loop(blk), "blockIdx.x")
-        sch.bind(sch.add_unit_loop(blk), "threadIdx.x")
+        # unit loops above every loop: the (serial) reduction loops stay inside the kernel
+        top = sch.get_loops(blk)[0] if sch.get_loops(blk) else blk
+        sch.bind(sch.add_unit_loop(top), "blockIdx.x")
+        sch.bind(sch.add_unit_loop(sch.get_loops(blk)[1] if rd else blk), "threadIdx.x")
         return "single thread"
     if rd:
         sch.reorder(*sp, *rd)
@@ -324,6 +326,40 @@ def _transpose(sch, name, st):
 
 
 # -- reductions -----------------------------------------------------------------------------------
+
+
+def _two_stage_split(n_out: int, R: int) -> int:
+    """Partitions of a long reduction when the outputs alone cannot fill the GPU (a power of two
+    that divides ``R``, so the rfactor split is even; 1: one stage)."""
+    S = 1
+    if R < 1 << 16:
+        return S  # one block of 256 threads does it in a few hundred steps each
+    while n_out * S < 4 * NUM_SM and S < 1024 and R % (S * 2) == 0 and R // (S * 2) >= 4096:
+        S *= 2
+    return S
+
+
+def _reduce_two_stage(sch, name, st):
+    """Few outputs and a long reduction (``ij->``, ``ii->`` on big inputs): S blocks per output
+    each reduce one contiguous chunk (``rfactor``), then one block per output reduces the S
+    partial sums (``_reduce_inner``).  Raises when one stage is enough."""
+    blk = sch.get_sblock(name)
+    sp, rd = _spatial_reduce_loops(sch, blk)
+    if not rd:
+        raise ValueError("no reduction")
+    sch.reorder(*sp, *rd)
+    r = sch.fuse(*rd) if len(rd) > 1 else rd[0]
+    S = _two_stage_split(_prod(_ext(sch, lp) for lp in sp), _ext(sch, r))
+    if S == 1:
+        raise ValueError("enough outputs (or a short reduction) for one stage")
+    ro, rr = sch.split(r, [S, None])
+    sch.reorder(ro, *sp)
+    rf = sch.rfactor(ro, 0)
+    loops = sch.get_loops(rf)
+    sch.bind(sch.fuse(*loops[:1 + len(sp)]), "blockIdx.x")
+    _, tx = sch.split(loops[-1], [None, 256])
+    sch.bind(tx, "threadIdx.x")
+    return f"two stages: {S} blocks per output x 256 threads (rfactor), then {_reduce_inner(sch, name, st)}"
 
 
 def _reduce_inner(sch, name, st):
@@ -586,7 +622,7 @@ def _gemm_tc(sch, name, st):
 
 _RULES = {
     "gemm": [_gemm_tc, _gemm, _reduce_outer],
-    "reduce-inner": [_reduce_inner, _reduce_outer],
+    "reduce-inner": [_reduce_two_stage, _reduce_inner, _reduce_outer],
     "reduce-outer": [_reduce_outer, _reduce_inner],
     "transpose": [_transpose, _map],
     "map": [_map],

@@ -122,6 +122,18 @@ def test_reduction_to_a_scalar_has_its_own_block():
         line for line in src.splitlines() if line.startswith('extern "C"'))
 
 
+@pytest.mark.parametrize("expr,shapes,dtype,two_stage", [
+    ("ij->", [(1024, 1024)], "float32", True),
+    ("ij->i", [(8, 65536)], "float32", True),
+    ("ij->", [(1024, 1024)], "float16", False),  # rfactor of a 0-d accumulator with a cast after it
+    ("ij->i", [(512, 256)], "float32", False),   # short rows
+])
+def test_long_reductions_with_few_outputs_take_two_stages(expr, shapes, dtype, two_stage):
+    k = _check(expr, shapes, dtype)
+    desc = " ".join(row[2] for row in k.built.plan)
+    assert ("two stages" in desc) == two_stage, desc
+
+
 @pytest.mark.parametrize("expr,shapes", [
     ("ik,kj->ij", [(256, 256), (256, 128)]),
     ("ik,jk->ij", [(256, 256), (128, 256)]),
