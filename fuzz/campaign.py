@@ -67,7 +67,7 @@ class Campaign:
                  case_timeout: float = 30.0, reduce_budget_s: float = 60.0, patience: int = 20,
                  checkpoint_s: float = 2.0, faults: tuple = (), stop_on: Callable[["Campaign", Outcome], bool] | None = None,
                  progress: bool = True, save_findings: bool = True, grammar_rate: float = 0.03,
-                 max_execs: int | None = None, fresh_rate: float | None = None):
+                 max_execs: int | None = None, fresh_rate: float | None = None, cuda_emu_share: float | None = None):
         if mode not in ("coverage", "nofeedback", "generation"):
             raise ValueError(f"unknown mode {mode!r}")
         self.corpus, self.out = Path(corpus), Path(out)
@@ -75,6 +75,24 @@ class Campaign:
         self.case_timeout, self.reduce_budget_s, self.checkpoint_s = case_timeout, reduce_budget_s, checkpoint_s
         self.faults, self.stop_on, self.progress, self.save_findings = tuple(faults), stop_on, progress, save_findings
         self.grammar_rate, self.max_execs = grammar_rate, max_execs
+        if target not in ("llvm", "interp", "cuda-emu"):
+            raise ValueError(f"unknown target {target!r}")
+        # share of fresh inputs sent to the cuda-emu target (einc's CUDA code run by the CPU emulator):
+        # by default a fifth of an llvm campaign's, when a host C++ compiler is there to build it
+        from einc.lowering.fuzz_hooks import has_cxx
+
+        if target == "cuda-emu":
+            if not has_cxx():
+                raise ValueError("the cuda-emu target needs a C++ compiler (g++, c++ or clang++) on PATH")
+            cuda_emu_share = 1.0
+        elif target == "interp":
+            cuda_emu_share = 0.0
+        elif cuda_emu_share is None:
+            cuda_emu_share = 0.2 if has_cxx() else 0.0
+        elif cuda_emu_share > 0 and not has_cxx():
+            cuda_emu_share = 0.0
+        self.cuda_emu_share = min(1.0, max(0.0, float(cuda_emu_share)))
+        self.target_counts: dict[str, dict[str, int]] = {}  # target -> outcome key -> executions
         # share of fresh inputs among the mutants.  ``None`` in coverage mode: adaptive, a two-armed
         # bandit between generating and mutating, each arm scored by its (decayed) rate of inputs that
         # added feedback, the share kept within [0.2, 0.8] (a fixed 0.2 lost to generation-only in
@@ -119,7 +137,7 @@ class Campaign:
             "rng": [st[0], list(st[1]), st[2]], "interleave": self.inter.state(), "counts": self.counts,
             "timeline": self.timeline, "findings": [f.to_json() for f in self.findings],
             "queue": sorted(self.queue), "flaky": self.flaky, "known_hits": self.known_hits,
-            "arms": self.arms, "energy": self.energy,
+            "arms": self.arms, "energy": self.energy, "target_counts": self.target_counts,
         }
 
     def checkpoint(self) -> None:
@@ -150,6 +168,7 @@ class Campaign:
         self.known_hits = dict(st.get("known_hits", {}))
         self.arms = {k: list(v) for k, v in st.get("arms", self.arms).items()}
         self.energy = dict(st.get("energy", {}))
+        self.target_counts = {t: dict(c) for t, c in st.get("target_counts", {}).items()}
         cov_path = self.out / "coverage.json"
         if cov_path.exists():
             cj = json.loads(cov_path.read_text())
@@ -159,11 +178,21 @@ class Campaign:
 
     # ----------------------------------------------------------------------------------- inputs
 
+    def _fresh_target(self) -> str:
+        """The target of a fresh input: ``cuda-emu`` for ``cuda_emu_share`` of them, else the campaign's."""
+        share = self.cuda_emu_share
+        if share >= 1.0:
+            return "cuda-emu"
+        if share > 0.0 and self.rng.random() < share:
+            return "cuda-emu"
+        return self.target
+
     def _fresh(self) -> Case:
         rng = self.rng
+        target = self._fresh_target()
         if rng.random() < self.grammar_rate:
             try:
-                return Case(None, random_pipeline(rng, self.target), src=grammar_text(rng.randrange(2**31)),
+                return Case(None, random_pipeline(rng, target), src=grammar_text(rng.randrange(2**31)),
                             seed=rng.randrange(2**31))
             except Exception:  # noqa: BLE001 - hypothesis missing: fall through to the typed generator
                 pass
@@ -171,7 +200,7 @@ class Campaign:
         prog = prog or random_program(rng)
         # sometimes as .ein text with an ellipsis, parsed in the child (the frontend gets fuzzed too)
         src = text_with_ellipsis(prog, rng) if rng.random() < 0.15 else None
-        return Case(prog, random_pipeline(rng, self.target), src=src, seed=rng.randrange(2**31))
+        return Case(prog, random_pipeline(rng, target), src=src, seed=rng.randrange(2**31))
 
     def _next_case(self) -> tuple[Case, str]:
         rng = self.rng
@@ -189,7 +218,11 @@ class Campaign:
         mode = self.inter.mode if self.mode == "coverage" else rng.choice(("program", "pipeline"))
         case, how = mutate_case(base, rng, mode)
         if self.target == "interp" and case.pipeline.target != "interp":
-            case = case.replace(pipeline=case.pipeline.replace(target="interp", tir=(), sched=(), config=()))
+            case = case.replace(pipeline=case.pipeline.replace(target="interp", tir=(), sched=(), config=(),
+                                                               gpu_knobs=()))
+        elif self.target == "cuda-emu" and case.pipeline.target != "cuda-emu":
+            case = case.replace(pipeline=case.pipeline.replace(target="cuda-emu", tir=(), sched=(), config=(),
+                                                               base="einc"))
         return case, how
 
     def fresh_share(self) -> float:
@@ -219,6 +252,8 @@ class Campaign:
     def _record(self, case: Case, how: str, outcome: Outcome, feats: set, arcs: set, stderr: str) -> None:
         self.execs += 1
         self.counts[outcome.key] = self.counts.get(outcome.key, 0) + 1
+        per = self.target_counts.setdefault(case.pipeline.target, {})
+        per[outcome.key] = per.get(outcome.key, 0) + 1
         new_arcs = arcs - self.arcs
         new_feats = feats - self.feats
         gained = bool(new_arcs or new_feats)
@@ -288,16 +323,19 @@ class Campaign:
     def run(self) -> dict:
         resumed = self._resume()
         self.runs += 1
-        warm_up(self.target)  # imports TVM once (seconds): not counted in the budget
+        warm_up(self.target, cuda=self.cuda_emu_share > 0)  # imports TVM once (seconds): not counted in the budget
         coverage_shared = start_parent_coverage()
         self.t_start = time.monotonic()
         self.seeds = _corpus.load_seeds(self.corpus)
-        if self.target == "interp":
-            self.seeds = [c.replace(pipeline=c.pipeline.replace(target="interp")) for c in self.seeds]
+        if self.target in ("interp", "cuda-emu"):
+            self.seeds = [c.replace(pipeline=c.pipeline.replace(target=self.target, tir=(), sched=(), config=()))
+                          for c in self.seeds]
         if self.mode == "coverage":
             self.queue = _corpus.load_queue(self.corpus)
-            if self.target == "interp":
-                self.queue = {d: c for d, c in self.queue.items() if c.pipeline.target == "interp"}
+            if self.target in ("interp", "cuda-emu"):
+                self.queue = {d: c for d, c in self.queue.items() if c.pipeline.target == self.target}
+            elif self.cuda_emu_share <= 0:
+                self.queue = {d: c for d, c in self.queue.items() if c.pipeline.target != "cuda-emu"}
             if not self.queue:
                 for c in self.seeds:
                     self.queue[c.digest] = c
@@ -367,6 +405,9 @@ class Campaign:
                 "timeline": self.timeline,
             },
             "corpus_size": len(self.queue), "outcomes": dict(sorted(self.counts.items())),
+            "cuda_emu_share": self.cuda_emu_share,
+            "targets": {t: {"execs": sum(c.values()), "outcomes": dict(sorted(c.items()))}
+                        for t, c in sorted(self.target_counts.items())},
             "findings": [f.to_json() for f in self.findings],
             "new_findings": sum(1 for f in self.findings if f.new), "flaky": self.flaky,
             "known_hits": self.known_hits,

@@ -7,7 +7,11 @@
   ``tirx.NarrowDataType(32)``);
 * ``sched``: schedule primitives applied after einc's own schedule (``split(b0,l1,4)``);
 * ``config``: PassContext config toggles (``tirx.disable_vectorize=1``);
-* ``target``: ``llvm`` (compile with TVM) or ``interp`` (einc passes only, no TVM);
+* ``target``: ``llvm`` (compile with TVM), ``interp`` (einc passes only, no TVM) or ``cuda-emu``
+  (einc's CUDA lowering for ``sm_90``, the generated CUDA C run on the CPU by
+  ``lowering.cuda_emulator``; needs a C++ compiler, no GPU; ``tir``/``sched``/``config`` stay empty);
+* ``gpu_knobs``: GEMM schedule knobs for ``cuda-emu`` (``kt=0``, ``stages=3``: the keys and values of
+  ``lowering.schedules_gpu.gemm_config``, see ``space.GPU_KNOBS``), applied as ``GEMM_OVERRIDE``;
 * ``base``: ``einc`` (primitives apply on top of einc's CPU schedule) or ``none`` (on the naive
   loop nest: a TVM bug reduced to ``none`` does not depend on einc's schedules);
 * ``oracle``: ``interp`` (compare with the interpreter), ``relabel`` or ``permute`` (metamorphic:
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from einc.ir.jsonform import program_from_json, program_to_json
 from einc.ir.nodes import Program
 
-TARGETS = ("llvm", "interp")
+TARGETS = ("llvm", "interp", "cuda-emu")
 ORACLES = ("interp", "relabel", "permute")
 
 
@@ -41,10 +45,18 @@ class FuzzPipeline:
     target: str = "llvm"
     oracle: str = "interp"
     base: str = "einc"  # the schedule the primitives start from: einc's own, or "none" (the naive loop nest)
+    gpu_knobs: tuple[str, ...] = ()  # "key=value" GEMM knobs (cuda-emu), one per key, sorted by key
 
     def __post_init__(self):
         for f in ("tir", "sched", "config"):
             object.__setattr__(self, f, tuple(getattr(self, f)))
+        object.__setattr__(self, "gpu_knobs", _canonical_knobs(self.gpu_knobs))
+
+    def knob_dict(self) -> dict:
+        """``gpu_knobs`` as the dict ``schedules_gpu.GEMM_OVERRIDE`` takes (values typed)."""
+        from .space import parse_gpu_knob
+
+        return dict(parse_gpu_knob(k) for k in self.gpu_knobs)
 
     def replace(self, **kw) -> "FuzzPipeline":
         return replace(self, **kw)
@@ -53,7 +65,8 @@ class FuzzPipeline:
     def size(self) -> int:
         """How much pipeline there is (the reducer minimizes this)."""
         n_passes = len([p for p in _split_top(self.passes) if p])
-        return (n_passes + len(self.tir) + len(self.sched) + len(self.config) + (self.oracle != "interp")
+        return (n_passes + len(self.tir) + len(self.sched) + len(self.config) + len(self.gpu_knobs)
+                + (self.oracle != "interp")
                 + (self.base == "einc" and bool(self.sched)))  # primitives on top of einc's schedule count one more
 
     def to_text(self) -> str:
@@ -64,7 +77,8 @@ class FuzzPipeline:
                 f"passes: {self.passes}\n"
                 f"tir: {'; '.join(self.tir)}\n"
                 f"schedule: {'; '.join(self.sched)}\n"
-                f"config: {'; '.join(self.config)}\n")
+                f"config: {'; '.join(self.config)}\n"
+                + (f"gpu_knobs: {'; '.join(self.gpu_knobs)}\n" if self.gpu_knobs else ""))
 
     @classmethod
     def from_text(cls, text: str) -> "FuzzPipeline":
@@ -77,7 +91,7 @@ class FuzzPipeline:
             items = tuple(s.strip() for s in val.split(";") if s.strip())
             if key == "passes":
                 kw["passes"] = val
-            elif key in ("tir", "config"):
+            elif key in ("tir", "config", "gpu_knobs"):
                 kw[key] = items
             elif key == "schedule":
                 kw["sched"] = items
@@ -87,12 +101,27 @@ class FuzzPipeline:
 
     def to_json(self) -> dict:
         return {"passes": self.passes, "tir": list(self.tir), "sched": list(self.sched),
-                "config": list(self.config), "target": self.target, "oracle": self.oracle, "base": self.base}
+                "config": list(self.config), "target": self.target, "oracle": self.oracle, "base": self.base,
+                **({"gpu_knobs": list(self.gpu_knobs)} if self.gpu_knobs else {})}
 
     @classmethod
     def from_json(cls, d: dict) -> "FuzzPipeline":
         return cls(d.get("passes", ""), tuple(d.get("tir", ())), tuple(d.get("sched", ())),
-                   tuple(d.get("config", ())), d.get("target", "llvm"), d.get("oracle", "interp"), d.get("base", "einc"))
+                   tuple(d.get("config", ())), d.get("target", "llvm"), d.get("oracle", "interp"), d.get("base", "einc"),
+                   tuple(d.get("gpu_knobs", ())))
+
+
+def _canonical_knobs(knobs) -> tuple[str, ...]:
+    """``key=value`` strings, one per key (the last one wins), sorted by key, written canonically."""
+    from .space import format_gpu_knob, parse_gpu_knob
+
+    if isinstance(knobs, dict):
+        knobs = [f"{k}={v}" for k, v in knobs.items()]
+    got = {}
+    for k in knobs:
+        key, val = parse_gpu_knob(k)
+        got[key] = val
+    return tuple(format_gpu_knob(k, got[k]) for k in sorted(got))
 
 
 def _split_top(s: str) -> list[str]:

@@ -22,7 +22,7 @@ class Fault:
     old: str
     new: str
     what: str
-    target: str = "llvm"  # where a campaign meets it: "interp" for a pass fault (no TVM needed)
+    target: str = "llvm"  # where a campaign meets it: "interp" for a pass fault (no TVM needed), "cuda-emu"
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
@@ -43,6 +43,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           'inputs.append("".join(labs[q.index(c)] for c in src))',
           'inputs.append("".join(labs[src.index(c)] for c in q))',
           "the transposes pass folds the inverse permutation into consumers", "interp"),
+    # the CUDA path: the kernels reach the emulator without their barriers (a shared-memory race)
+    Fault("dropped_barrier", "einc.lowering.cuda_emulator", "_rewrite",
+          'src = src.replace("#include <cuda.h>", "")',
+          'src = src.replace("#include <cuda.h>", "").replace("__syncthreads();", ";")',
+          "every __syncthreads() is dropped from the generated CUDA C (shared tiles read before they are "
+          "written)", "cuda-emu"),
 )}
 
 

@@ -9,6 +9,11 @@
     lower / schedule / tir_pass / codegen   a fuzzed TVM build (``lowering.fuzz_hooks``)
     run       the compiled kernel on the same inputs, compared with the reference
 
+On the ``cuda-emu`` target the build is einc's own CUDA lowering (``fuzz_hooks.build_cuda_emu``, with the
+case's GEMM knobs) and ``codegen`` also covers compiling the CUDA C for the CPU emulator (the host
+compiler refusing it is a ``compile_error``); ``run`` runs it in the emulator (a failing kernel program
+is a ``crash``, one past ``fuzz_hooks.EMU_RUN_TIMEOUT_S`` a ``timeout``).
+
 Outcome rules (see ``outcome.Outcome``): an einc ``Unsupported`` is ``rejected``; a frontend error on
 generated text is ``rejected``; a ``CompileError`` is ``compile_error``; any other exception out of
 einc's code is ``einc_internal_error``; an exception while the kernel runs is ``crash``; numbers
@@ -207,6 +212,8 @@ def _run_case(case: Case, features: set, hooks: dict) -> Outcome:
             stage = s
             mark(s)
 
+        if pl.target == "cuda-emu":
+            return _run_cuda_emu(prog, prog3, inputs, ref, pl, features, hooks, on_stage)
         build = hooks.get("build", fuzz_hooks.build_fuzzed)
         built = build(prog3, tir=pl.tir, sched=pl.sched, config=pl.config, target=None, mark=on_stage,
                       features=features, einc_schedule=pl.base != "none")
@@ -221,6 +228,27 @@ def _run_case(case: Case, features: set, hooks: dict) -> Outcome:
         if stage == "passes" and pl.passes.strip() and _is_option_refusal(e):
             return Outcome("rejected", stage, type(e).__name__, str(e))
         return _classify(stage, e)
+
+
+def _run_cuda_emu(prog, prog3, inputs, ref, pl, features, hooks, on_stage) -> Outcome:
+    """The ``cuda-emu`` target: einc's CUDA build (with the case's GEMM knobs), its CUDA C compiled
+    for the CPU (stage ``codegen``) and run by ``lowering.cuda_emulator`` (stage ``run``).  Exceptions
+    go back to ``_run_case``, which classifies them in the stage reached; a kernel program that runs
+    past its time is a hang (``timeout@run``)."""
+    from einc.lowering import fuzz_hooks
+
+    if pl.tir or pl.sched or pl.config:
+        raise Unsupported("the cuda-emu target takes no fuzzed TIR passes, schedule primitives or configs")
+    build = hooks.get("build_cuda", fuzz_hooks.build_cuda_emu)
+    built = build(prog3, gpu_knobs=pl.knob_dict(), mark=on_stage, features=features)
+    try:
+        got = hooks.get("run_cuda", fuzz_hooks.run_cuda_emu)(built, inputs, mark=on_stage)
+    except fuzz_hooks.EmulatorTimeout as e:
+        return Outcome("timeout", "run", "", str(e))
+    bad = compare(prog, inputs, ref, got)
+    if bad:
+        return Outcome("wrong_result", "run", "", _mismatch_text(bad), bad)
+    return Outcome("ok", "done")
 
 
 def _is_option_refusal(e: Exception) -> bool:
@@ -299,9 +327,9 @@ def _shared_arcs(data: dict) -> set:
     return out
 
 
-def warm_up(target: str = "llvm") -> None:
+def warm_up(target: str = "llvm", cuda: bool = False) -> None:
     """Import everything a case needs, so forked children do not each import it again
-    (``target="interp"`` leaves TVM out)."""
+    (``target="interp"`` leaves TVM out; ``cuda=True`` also readies the CUDA lowering)."""
     import coverage  # noqa: F401
 
     import einc.ir.interp  # noqa: F401
@@ -317,6 +345,8 @@ def warm_up(target: str = "llvm") -> None:
         import einc.lowering.schedules_cpu  # noqa: F401
         import tvm.ir.instrument  # noqa: F401
         import tvm.s_tir.pipeline  # noqa: F401
+        if cuda or target == "cuda-emu":
+            _warm_cuda()
     except ImportError:  # pragma: no cover - a tree without TVM: interp-only campaigns still run
         pass
     try:
@@ -328,6 +358,22 @@ def warm_up(target: str = "llvm") -> None:
             except Exception:  # noqa: BLE001
                 pass
     except ImportError:  # pragma: no cover
+        pass
+
+
+def _warm_cuda() -> None:
+    """Import the CUDA schedules and let TVM load what a CUDA build needs (the first CUDA build in a
+    process takes seconds: paid once in the parent, not in every child)."""
+    import einc.lowering.cuda_emulator  # noqa: F401
+    import einc.lowering.schedules_gpu  # noqa: F401
+    from einc.ir.nodes import single_einsum
+    from einc.ir.types import TensorType
+    from einc.lowering import fuzz_hooks
+
+    try:
+        fuzz_hooks.build_cuda_emu(single_einsum("ik,kj->ij", [TensorType((16, 8), "float32"),
+                                                             TensorType((8, 16), "float32")]))
+    except Exception:  # noqa: BLE001 - a broken CUDA path shows up in the cases, not here
         pass
 
 

@@ -516,6 +516,23 @@ def p_base(pl, rng):
     return pl.replace(base="none" if pl.base == "einc" else "einc")
 
 
+def p_gpu_knobs(pl, rng):
+    """Add a GEMM knob, change one knob's value, or drop one (``cuda-emu``)."""
+    knobs = pl.knob_dict()
+    free = [k for k in space.GPU_KNOBS if k not in knobs]
+    op = rng.choice((["add", "add"] if free else []) + (["change", "drop"] if knobs else []))
+    if op == "add":
+        key = rng.choice(free)
+        knobs[key] = rng.choice(space.GPU_KNOBS[key])
+    elif op == "change":
+        key = rng.choice(sorted(knobs))
+        others = [v for v in space.GPU_KNOBS[key] if v != knobs[key]]
+        knobs[key] = rng.choice(others)
+    else:
+        knobs.pop(rng.choice(sorted(knobs)))
+    return pl.replace(gpu_knobs=knobs)
+
+
 PIPELINE_MUTATORS = {
     "einc_passes": (p_einc_passes, 4),
     "tir_passes": (p_tir, 4),
@@ -523,13 +540,19 @@ PIPELINE_MUTATORS = {
     "config": (p_config, 1),
     "oracle": (p_oracle, 1),
     "base_schedule": (p_base, 1),
+    "gpu_knobs": (p_gpu_knobs, 4),
+}
+
+#: the pipeline mutators that apply to each target (the others edit TVM-side lists it never uses)
+TARGET_MUTATORS = {
+    "interp": ("einc_passes", "oracle"),
+    "cuda-emu": ("einc_passes", "oracle", "gpu_knobs"),
+    "llvm": ("einc_passes", "tir_passes", "schedule", "config", "oracle", "base_schedule"),
 }
 
 
 def mutate_pipeline(pl: FuzzPipeline, rng: random.Random) -> tuple[FuzzPipeline, str]:
-    names = list(PIPELINE_MUTATORS)
-    if pl.target == "interp":
-        names = ["einc_passes", "oracle"]
+    names = list(TARGET_MUTATORS.get(pl.target, TARGET_MUTATORS["llvm"]))
     weights = [PIPELINE_MUTATORS[n][1] for n in names]
     for _ in range(10):
         name = rng.choices(names, weights=weights)[0]
@@ -541,7 +564,13 @@ def mutate_pipeline(pl: FuzzPipeline, rng: random.Random) -> tuple[FuzzPipeline,
 
 def random_pipeline(rng: random.Random, target: str = "llvm") -> FuzzPipeline:
     pl = FuzzPipeline(passes=space.random_einc_pipeline(rng), target=target)
-    if target != "interp":
+    if target == "cuda-emu":
+        knobs = {}
+        for _ in range(rng.choice((0, 0, 1, 2, 3))):
+            key, val = space.parse_gpu_knob(space.random_gpu_knob(rng))
+            knobs[key] = val
+        return pl.replace(gpu_knobs=knobs)
+    if target == "llvm":
         pl = pl.replace(tir=tuple(space.random_tir_pass(rng) for _ in range(rng.choice((0, 0, 1, 2)))),
                         sched=tuple(space.random_sched_prim(rng) for _ in range(rng.choice((0, 1, 2, 3)))))
     return pl

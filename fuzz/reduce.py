@@ -39,6 +39,8 @@ def _pipeline_candidates(case: Case) -> Iterator[Case]:
         yield case.replace(pipeline=pl.replace(tir=()))
     if pl.config:
         yield case.replace(pipeline=pl.replace(config=()))
+    if pl.gpu_knobs:
+        yield case.replace(pipeline=pl.replace(gpu_knobs=()))
     if pl.passes:
         yield case.replace(pipeline=pl.replace(passes=""))
     if pl.oracle != "interp":
@@ -46,7 +48,7 @@ def _pipeline_candidates(case: Case) -> Iterator[Case]:
     if pl.base == "einc" and pl.sched:
         # a primitive-triggered TVM bug that shows on the naive loop nest no longer depends on einc's schedules
         yield case.replace(pipeline=pl.replace(base="none"))
-    for field in ("sched", "tir", "config"):
+    for field in ("sched", "tir", "config", "gpu_knobs"):
         items = getattr(pl, field)
         for i in range(len(items)):
             yield case.replace(pipeline=pl.replace(**{field: items[:i] + items[i + 1:]}))

@@ -5,6 +5,7 @@
 * status ``open`` (the bug is known, not fixed): ``xfail`` while it still reproduces (same signature);
   ``fail`` when it no longer does, so that someone checks the fix and marks the folder ``fixed``
   (or the behaviour changed into something else, which needs a look too);
+* a ``cuda-emu`` case rebuilds with the GEMM knobs its ``pipeline.txt`` records (``gpu_knobs:``);
 * status ``fixed`` or ``workaround``: ``pass`` when the outcome is ``meta["expect"]`` (``ok@done`` by
   default, or e.g. ``rejected@lower`` when the fix is a clean rejection); ``fail`` otherwise.
 """

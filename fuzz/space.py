@@ -232,3 +232,39 @@ def parse_config(spec: str) -> tuple[str, object]:
     if key not in CONFIGS:
         raise ValueError(f"unknown config {key!r}; known: {', '.join(CONFIGS)}")
     return key, bool(int(val.strip() or "1"))
+
+
+# ------------------------------------------------------------------------------------------- GPU GEMM knobs
+
+#: einc's own GEMM schedule knobs (``lowering.schedules_gpu.gemm_config``) and the values the fuzzer
+#: draws for the ``cuda-emu`` target; a case carries them as ``key=value`` strings (booleans as 0/1)
+GPU_KNOBS: dict[str, tuple] = {
+    "ty": (8, 16), "tx": (8, 16), "tm": (4, 8), "tn": (4, 8), "bk": (8, 16), "kt": (True, False),
+    "stages": (1, 2, 3), "async": (True, False), "unroll_k": (True, False), "split_k": (True, False),
+}
+
+
+def parse_gpu_knob(spec: str) -> tuple[str, object]:
+    """``stages=3`` -> ("stages", 3); ``kt=0`` -> ("kt", False).  Unknown keys and values raise."""
+    key, sep, val = str(spec).partition("=")
+    key, val = key.strip(), val.strip()
+    if key not in GPU_KNOBS or not sep:
+        raise ValueError(f"unknown GPU knob {spec!r}; write key=value with a key of {', '.join(GPU_KNOBS)}")
+    allowed = GPU_KNOBS[key]
+    if isinstance(allowed[0], bool):
+        if val.lower() in ("1", "true"):
+            return key, True
+        if val.lower() in ("0", "false"):
+            return key, False
+    elif val.lstrip("-").isdigit() and int(val) in allowed:
+        return key, int(val)
+    raise ValueError(f"GPU knob {key} takes {', '.join(str(int(v)) for v in allowed)}; got {val!r}")
+
+
+def format_gpu_knob(key: str, val) -> str:
+    return f"{key}={int(val)}"
+
+
+def random_gpu_knob(rng: random.Random, key: str | None = None) -> str:
+    key = key or rng.choice(list(GPU_KNOBS))
+    return format_gpu_knob(key, rng.choice(GPU_KNOBS[key]))

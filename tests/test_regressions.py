@@ -26,6 +26,11 @@ FOLDERS = fcorpus.list_regressions(CORPUS)
 def _param(folder: Path):
     marks = [pytest.mark.tvm] if needs_tvm(folder) else []
     meta = json.loads((folder / "meta.json").read_text())
+    if (meta.get("case", {}).get("pipeline") or {}).get("target") == "cuda-emu":
+        # einc's CUDA code run by the CPU emulator: the replay rebuilds with the folder's GEMM knobs
+        from einc.lowering.fuzz_hooks import has_cxx
+
+        marks.append(pytest.mark.skipif(not has_cxx(), reason="cuda-emu replays need a C++ compiler"))
     if meta.get("symptom") == "timeout" and meta.get("status", "open") == "open":
         marks.append(pytest.mark.slow)  # a hang replays for its whole timeout
     return pytest.param(folder, id=folder.name, marks=marks)

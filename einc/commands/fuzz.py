@@ -2,6 +2,8 @@
 
     einc fuzz --time 10m --seed 1 --jobs 2 --corpus corpus/ --out report/
     einc fuzz --time 30s --target interp           # einc passes only, no TVM
+    einc fuzz --time 60s --target cuda-emu         # einc's CUDA kernels, run on the CPU by the emulator
+    einc fuzz --time 60s --cuda-emu-share 0        # llvm only (default: a fifth of cases on cuda-emu)
     einc fuzz --replay corpus/regressions           # re-run every regression folder (1 if one fails)
 
 Findings are reduced and saved under ``CORPUS/regressions/<id>/``; ``OUT/summary.json`` and
@@ -40,8 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=int, default=1, help="cases run at once, each in its own child process")
     p.add_argument("--corpus", default="corpus", metavar="DIR", help="seeds/, queue/ and regressions/ (default corpus)")
     p.add_argument("--out", default="report", metavar="DIR", help="report and resumable state (default report)")
-    p.add_argument("--target", choices=("llvm", "interp"), default="llvm",
-                   help="llvm: compile with TVM; interp: einc passes only (no TVM)")
+    p.add_argument("--target", choices=("llvm", "interp", "cuda-emu"), default="llvm",
+                   help="llvm: compile with TVM for the CPU (plus --cuda-emu-share of cases on cuda-emu); interp: "
+                        "einc passes only (no TVM); cuda-emu: only einc's CUDA build, its CUDA C run on the CPU by "
+                        "einc's emulator (needs a C++ compiler, no GPU)")
+    p.add_argument("--cuda-emu-share", type=float, default=None, metavar="F",
+                   help="with --target llvm, the share of fresh cases sent to cuda-emu (default 0.2 when a C++ "
+                        "compiler is on PATH, else 0; 0 turns it off)")
     p.add_argument("--mode", choices=("coverage", "nofeedback", "generation"), default="coverage",
                    help="coverage-guided (default), mutation without feedback, or generation only")
     p.add_argument("--case-timeout", type=float, default=30.0, metavar="S", help="seconds before a case is a hang")
@@ -71,12 +78,26 @@ def run(args: argparse.Namespace) -> int:
             (out / name).unlink(missing_ok=True)
     from einc.fuzz.campaign import Campaign
 
+    share = getattr(args, "cuda_emu_share", None)
+    if share is not None and not 0.0 <= share <= 1.0:
+        from einc.errors import ParseError
+
+        raise ParseError(f"--cuda-emu-share must be between 0 and 1, got {share}")
+    if args.target == "cuda-emu":
+        from einc.lowering.fuzz_hooks import has_cxx
+
+        if not has_cxx():
+            from einc.errors import Unsupported
+
+            raise Unsupported("--target cuda-emu needs a C++ compiler (g++, c++ or clang++) on PATH")
     camp = Campaign(args.corpus, out, seed=args.seed, budget_s=budget, jobs=args.jobs, target=args.target,
                     mode=args.mode, case_timeout=args.case_timeout, reduce_budget_s=args.reduce_time,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, cuda_emu_share=share)
     summary = camp.run()
     new = [f for f in summary["findings"] if f["new"]]
-    print(f"einc fuzz: {summary['execs']} execs in {summary['elapsed_s']:.0f}s ({summary['execs_per_s']:.2f}/s), "
+    per_target = ", ".join(f"{t} {v['execs']}" for t, v in summary.get("targets", {}).items())
+    print(f"einc fuzz: {summary['execs']} execs in {summary['elapsed_s']:.0f}s ({summary['execs_per_s']:.2f}/s)"
+          f"{' (' + per_target + ')' if per_target else ''}, "
           f"{summary['coverage']['branches']} branches, {summary['coverage']['features']} features, "
           f"{len(new)} new finding(s); report in {out / 'summary.json'}")
     failing = [f for f in new if args.fail_on == "any" or _on_einc_path(f)]
@@ -89,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _on_einc_path(finding: dict) -> bool:
-    """Whether a finding's reduced case needs no fuzzed TIR pass, schedule primitive or config."""
+    """Whether a finding's reduced case needs no fuzzed TIR pass, schedule primitive or config.
+
+    cuda-emu findings always count: that target takes none of those, and its GEMM knobs
+    (``gpu_knobs``) are options of einc's own GPU schedule, not a fuzzed TVM pipeline."""
     from pathlib import Path
 
     from einc.fuzz.case import FuzzPipeline
