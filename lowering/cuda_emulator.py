@@ -222,10 +222,27 @@ struct nv_bfloat16 {
   operator float() const { unsigned u = (unsigned)bits << 16; float f; memcpy(&f, &u, 4); return f; }
 };
 typedef nv_bfloat16 __nv_bfloat16;
-struct alignas(4) nv_bfloat162 { nv_bfloat16 x, y; };
+struct alignas(4) nv_bfloat162 {
+  nv_bfloat16 x, y;
+  nv_bfloat162() = default;
+  nv_bfloat162(nv_bfloat16 a, nv_bfloat16 b) : x(a), y(b) {}
+};
+typedef nv_bfloat162 __nv_bfloat162;
 inline nv_bfloat16 __float2bfloat16(float f) { return nv_bfloat16(f); }
 inline nv_bfloat16 __float2bfloat16_rn(float f) { return nv_bfloat16(f); }
 inline float __bfloat162float(nv_bfloat16 h) { return (float)h; }
+inline nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return nv_bfloat162(nv_bfloat16(a), nv_bfloat16(b)); }
+inline nv_bfloat162 __float22bfloat162_rn(float2 f) { return nv_bfloat162(nv_bfloat16(f.x), nv_bfloat16(f.y)); }
+inline float2 __bfloat1622float2(nv_bfloat162 h) { return float2{(float)h.x, (float)h.y}; }
+// comparisons as cuda_bf16.h defines them: on the values (NaN compares false)
+inline bool __hgt(nv_bfloat16 a, nv_bfloat16 b) { return (float)a > (float)b; }
+inline bool __hlt(nv_bfloat16 a, nv_bfloat16 b) { return (float)a < (float)b; }
+inline bool __hge(nv_bfloat16 a, nv_bfloat16 b) { return (float)a >= (float)b; }
+inline bool __hle(nv_bfloat16 a, nv_bfloat16 b) { return (float)a <= (float)b; }
+inline bool __heq(nv_bfloat16 a, nv_bfloat16 b) { return (float)a == (float)b; }
+inline bool __hne(nv_bfloat16 a, nv_bfloat16 b) { return (float)a != (float)b; }
+inline nv_bfloat16 __hmax(nv_bfloat16 a, nv_bfloat16 b) { return (float)a < (float)b ? b : a; }
+inline nv_bfloat16 __hmin(nv_bfloat16 a, nv_bfloat16 b) { return (float)b < (float)a ? b : a; }
 """
 
 _WMMA_SHIM = r"""
@@ -317,7 +334,11 @@ def _kernels_and_scratch(built):
                 dt = str(buf.dtype)
                 lanes = int(dt.split("x")[1]) if "x" in dt else 1
                 shape = tuple(int(x) for x in buf.shape) + ((lanes,) if lanes > 1 else ())
-                allocs[buf.name] = (shape, dt.split("x")[0])
+                # a view of the allocation (``t.view(7)`` after StorageRewrite let a smaller buffer
+                # reuse it) keeps its name: the allocation is the largest declaration of the name
+                new = (shape, dt.split("x")[0])
+                if buf.name not in allocs or _nbytes(*new) > _nbytes(*allocs[buf.name]):
+                    allocs[buf.name] = new
         if name == "SeqStmt":
             for x in node.seq:
                 walk(x, ext)
@@ -329,6 +350,10 @@ def _kernels_and_scratch(built):
     params = {str(p.name) for p in func.params}
     walk(func.body, None)
     return kernels, allocs
+
+
+def _nbytes(shape, dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * _np_dtype(dtype).itemsize
 
 
 def _target_dict(t):

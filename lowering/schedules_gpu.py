@@ -328,6 +328,16 @@ def _transpose(sch, name, st):
 # -- reductions -----------------------------------------------------------------------------------
 
 
+def _check_shuffle_dtype(st) -> None:
+    """TVM lowers a cross-thread reduction of 8/16-bit integers (no warp shuffle for them) as a
+    warp-synchronous tree in volatile shared memory with no ``__syncwarp`` between its steps: a
+    race since Volta (the fuzzer's cuda-emu target found uint8 ``i->`` wrong).  Such steps reduce
+    one thread per output instead."""
+    dt = st.acc_dtype if st is not None else "float32"
+    if dt.startswith(("int", "uint")) and _bytes(dt) < 4:
+        raise ValueError(f"no cross-thread reduction of {dt} (TVM's shared-memory tree lacks warp syncs)")
+
+
 def _two_stage_split(n_out: int, R: int) -> int:
     """Partitions of a long reduction when the outputs alone cannot fill the GPU (a power of two
     that divides ``R``, so the rfactor split is even; 1: one stage)."""
@@ -342,16 +352,17 @@ def _two_stage_split(n_out: int, R: int) -> int:
 def _reduce_two_stage(sch, name, st):
     """Few outputs and a long reduction (``ij->``, ``ii->`` on big inputs): S blocks per output
     each reduce one contiguous chunk (``rfactor``), then one block per output reduces the S
-    partial sums (``_reduce_inner``).  Raises when one stage is enough."""
+    partial sums (``_reduce_inner``).  One stage (``_reduce_inner`` alone) when that is enough."""
+    _check_shuffle_dtype(st)
     blk = sch.get_sblock(name)
     sp, rd = _spatial_reduce_loops(sch, blk)
     if not rd:
         raise ValueError("no reduction")
+    S = _two_stage_split(_prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd))
+    if S == 1:  # enough outputs, or a short reduction: one stage
+        return _reduce_inner(sch, name, st)
     sch.reorder(*sp, *rd)
     r = sch.fuse(*rd) if len(rd) > 1 else rd[0]
-    S = _two_stage_split(_prod(_ext(sch, lp) for lp in sp), _ext(sch, r))
-    if S == 1:
-        raise ValueError("enough outputs (or a short reduction) for one stage")
     ro, rr = sch.split(r, [S, None])
     sch.reorder(ro, *sp)
     rf = sch.rfactor(ro, 0)
@@ -364,6 +375,7 @@ def _reduce_two_stage(sch, name, st):
 
 def _reduce_inner(sch, name, st):
     """One thread block per output element, cross-thread reduction over the fused reduce loops."""
+    _check_shuffle_dtype(st)
     blk = sch.get_sblock(name)
     sp, rd = _spatial_reduce_loops(sch, blk)
     if not rd:
@@ -382,6 +394,31 @@ def _reduce_inner(sch, name, st):
     ro, ri = sch.split(r, [None, threads])
     sch.bind(ri, "threadIdx.x")
     return f"block per output, cross-thread reduction over {threads} threads"
+
+
+def _reduce_outer_two_stage(sch, name, st):
+    """Few outputs along the contiguous axis and a long reduction (``ij->j`` with a small ``j``):
+    the reduction is cut into S chunks (``rfactor``), a thread per (chunk, output) sums its chunk,
+    then a thread per output sums the S partials (``_reduce_outer``); ``_reduce_outer`` alone when
+    the outputs give the GPU enough threads."""
+    blk = sch.get_sblock(name)
+    sp, rd = _spatial_reduce_loops(sch, blk)
+    if not sp or not rd:
+        raise ValueError("needs spatial and reduce loops")
+    n_out, R = _prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd)
+    S = 1
+    while n_out * S < NUM_SM * 1024 and S < 1024 and R % (S * 2) == 0 and R // (S * 2) >= 256:
+        S *= 2
+    if S == 1:  # the outputs alone give the GPU enough threads
+        return _reduce_outer(sch, name, st)
+    sch.reorder(*sp, *rd)
+    r = sch.fuse(*rd) if len(rd) > 1 else rd[0]
+    ro, rr = sch.split(r, [S, None])
+    sch.reorder(ro, *sp)
+    rf = sch.rfactor(ro, 0)
+    loops = sch.get_loops(rf)
+    _bind_flat(sch, loops[:1 + len(sp)], 256)
+    return f"two stages: {S} chunks x {n_out} outputs, a thread each (rfactor), then {_reduce_outer(sch, name, st)}"
 
 
 def _reduce_outer(sch, name, st):
@@ -545,9 +582,10 @@ def _gemm(sch, name, st):
         labs = read_labels[i]
         kt = bool(cfg["kt"] and labs and len(labs) >= 2 and labs[-1] == k_in and labs[-2] in (m_in, n_in))
         vec = 4 if total % (nthreads * 4) == 0 else (2 if total % (nthreads * 2) == 0 else 1)
-        if kt and cfg["async"]:
+        if kt and cfg["async"] and not cfg.get("tvm_bug_async_strided"):
             # TVM 0.27's InjectPTXAsyncCopy turns a vector copy into one 16-byte cp.async even when
-            # the shared side is strided (the K-major tile): wrong results.  4-byte copies are exact.
+            # the shared side is strided (the K-major tile): wrong results.  4-byte copies are exact
+            # (``tvm_bug_async_strided=True`` leaves the vector copy, to show the bug in a test).
             vec = 1
         if vec > 1:
             fo, fy, fx, fv = sch.split(f, [None, ty, tx, vec])
@@ -623,7 +661,7 @@ def _gemm_tc(sch, name, st):
 _RULES = {
     "gemm": [_gemm_tc, _gemm, _reduce_outer],
     "reduce-inner": [_reduce_two_stage, _reduce_inner, _reduce_outer],
-    "reduce-outer": [_reduce_outer, _reduce_inner],
+    "reduce-outer": [_reduce_outer_two_stage, _reduce_outer, _reduce_inner],
     "transpose": [_transpose, _map],
     "map": [_map],
 }

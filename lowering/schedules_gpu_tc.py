@@ -7,25 +7,32 @@ stored as ``uint16`` bits) accumulates in float32 (``lower.compute_dtype``); thi
 * one label per group is tiled (M, N, K), the other output labels (batch, extra M/N labels) are
   whole-block loops fused onto ``blockIdx.x``; the two tiled labels must be the two innermost axes
   of every operand (either order: K contiguous or not) and of the output (``M`` then ``N``);
-* block tile ``BM x BN x BK`` (128 x 128 x 32 for big shapes), ``WM x WN`` warps
-  (``threadIdx.y``), each owning a ``(BM/WM) x (BN/WN)`` warp tile of 16 x 16 accumulator
-  fragments (up to 4 x 4 = 64 x 64);
-* both operands' K tiles are staged through shared memory with 16-byte (8 x f16) cooperative
-  loads, rows padded by 8 elements (16 B) against bank conflicts, in a 2-stage software pipeline
-  over K tiles (the next tile's global loads overlap this tile's MMAs);
+* block tile ``BM x BN x BK`` (128 x 128 x 32 for big shapes), ``WN`` warps (``threadIdx.y``)
+  splitting it along N, each owning a ``BM x (BN/WN)`` warp tile of 16 x 16 accumulator fragments
+  (up to 8 x 2);
+* both operands' K tiles are staged through shared memory with 16-byte (8 x 16-bit) cooperative
+  copies (4 or 8 bytes where a small tile has too few elements per thread), rows padded by 8
+  elements (16 B) against bank conflicts.  With two or more K tiles the K loop is
+  software-pipelined: the copies are ``cp.async`` (``ASYNC_COPY``; legal as 16-byte copies because
+  every 8-element vector lands in one contiguous shared row), issued ``stages - 1`` tiles ahead of
+  the fragment loads and MMAs.  2 stages by default; ``MAX_STAGES = 3`` adds a third buffer where
+  it still fits 48 KB of shared memory;
 * fragments are loaded from shared memory row- or column-major as the operand's layout needs
   (``ik`` vs ``ki`` for A, ``kj`` vs ``jk`` for B: no transposing copy);
-* the float32 accumulators are stored per warp through a padded shared-memory tile and written out
-  coalesced, the step's conversion block (float32 -> float16 / bfloat16 bits) inlined into that
-  write, so the float32 accumulator never reaches global memory.
+* the float32 accumulators are stored per warp through a padded shared-memory stripe (16 rows,
+  dynamic shared memory) and written out coalesced, the step's conversion block (float32 ->
+  float16, or the rounding to bfloat16 bits) inlined into that write, so the float32 accumulator
+  never reaches global memory.
 
 The tensor intrinsics are einc's own (registered on first use under ``einc_wmma_*`` names): TVM's
 ``tvm.s_tir.tensor_intrin.cuda`` registers hundreds and takes ~50 s to import, has no bfloat16
 variants and no A-transposed MMA.  A bfloat16 operand reaches the fragments as raw bits: its
-fragment buffers are re-typed to ``bfloat16`` (``unsafe_set_dtype``) and the intrinsic descriptions
-match einc's bit-level bf16 -> f32 conversion, the implementations moving the bits unchanged.
-That path is switched off (``BF16_ENABLED``): the CUDA it prints does not compile yet, so bfloat16
-steps take the SIMT rule.
+shared tiles stay ``uint16`` and its fragment buffers are re-typed to ``bfloat16``
+(``unsafe_set_dtype``); the intrinsic descriptions match einc's bit-level bf16 -> f32 conversion,
+and the load implementation hands ``load_matrix_sync`` the shared tile's address cast to
+``nv_bfloat16*`` (TVM would print ``unsigned short*``, which wmma rejects), so the bits move
+unchanged.  The CUDA emulator (``cuda_emulator``) runs these kernels, wmma and cp.async included,
+and ``tests/test_gpu_emulated.py`` checks their results for both dtypes.
 
 Raises ``ValueError`` (the SIMT ``_gemm`` then takes the step) for other dtypes, extents that are
 not multiples of 16, more than one contracted label, or layouts where the tiled labels are not the
@@ -81,6 +88,13 @@ def load_intrin(dtype: str, operand: str, col_major: bool) -> str:
         def conv(x):
             return tirx.Cast(frag_dt, x) if src_dt != frag_dt else x
 
+        def src_ptr(p):
+            # the shared tile holds bf16 bits as uint16 (printed ``ushort*``); wmma's bf16 load
+            # takes ``const __nv_bfloat16*``: a pointer cast, the bits are not converted.  (Typed
+            # uint64, not handle: CUDA codegen prints a handle-typed extern call behind a
+            # ``(void*)`` cast, which wmma rejects as well.)
+            return T.call_extern("uint64", "(nv_bfloat16*)", p) if src_dt != frag_dt else p
+
         @T.prim_func(s_tir=True)
         def desc(a: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (FRAG, FRAG), src_dt, align=64, offset_factor=FRAG, scope="shared")
@@ -107,7 +121,7 @@ def load_intrin(dtype: str, operand: str, col_major: bool) -> str:
                 T.reads(A[0:FRAG, 0:FRAG])
                 T.writes(C[0:FRAG, 0:FRAG])
                 T.evaluate(T.tvm_load_matrix_sync(C.data, FRAG, FRAG, FRAG, _frag_index(C, d1),
-                                                  A.access_ptr("r", ptr_type=frag_dt), s1, layout,
+                                                  src_ptr(A.access_ptr("r", ptr_type=frag_dt)), s1, layout,
                                                   dtype="void"))
 
         return desc, impl
@@ -259,10 +273,17 @@ def mma_intrin(dtype: str, a_col: bool, b_col: bool, a_first: bool) -> str:
 
 #: static shared memory a block may use (CUDA's limit without the dynamic opt-in)
 SMEM_LIMIT = 48 * 1024
-#: bfloat16 (uint16 bits in shared memory) schedules and lowers, but TVM prints the fragment load's
-#: pointer as ``unsigned short*`` (the typed ``access_ptr`` loses its bf16 type), which
-#: ``nvcuda::wmma::load_matrix_sync`` rejects; until that is solved bf16 takes the SIMT rule
-BF16_ENABLED = False
+# Knobs, read while scheduling.  The kernel cache keys on this file's text, not on these values:
+# compile with ``cache=False`` after changing one at run time (as with ``GEMM_OVERRIDE``).
+#: bfloat16 steps take tensor cores (False: the SIMT rule)
+BF16_ENABLED = True
+#: global -> shared operand copies as ``cp.async`` (16-byte copies into contiguous shared rows)
+ASYNC_COPY = True
+#: deepest software pipeline over K tiles (1: none).  A step gets the deepest one, down to 2, whose
+#: operand buffers (one copy per stage) fit ``SMEM_LIMIT`` next to its block tile; the block tile is
+#: chosen for 2 stages and never shrunk for more.  3 gives correct results in the CUDA emulator but
+#: is not measured on a GPU yet, hence not the default.
+MAX_STAGES = 2
 
 
 def _tile_options(ext: int, cands=(128, 64, 32, 16)):
@@ -270,7 +291,8 @@ def _tile_options(ext: int, cands=(128, 64, 32, 16)):
 
 
 def _plan(Mn: int, Nn: int, Kn: int, a_kcontig: bool, b_kcontig: bool):
-    """``(BM, BN, BK, warps, a_pad, b_pad, c_pad)``: the largest block tile whose shared memory fits.
+    """``(BM, BN, BK, warps, c_pad)``: the largest block tile whose shared memory fits with a 2-stage
+    pipeline (``_stages`` then deepens it where the memory allows).
 
     Warps split the block tile along N only (each owns a ``BM x 32`` warp tile, or ``BM x BN`` when
     BN < 32): the accumulator staging of one 16-row fragment stripe is then one contiguous
@@ -281,12 +303,27 @@ def _plan(Mn: int, Nn: int, Kn: int, a_kcontig: bool, b_kcontig: bool):
             continue
         for BM in _tile_options(Mn):
             for BN in _tile_options(Nn):
-                a = (BM * (BK + 8) if a_kcontig else BK * (BM + 8)) * 2
-                b = (BN * (BK + 8) if b_kcontig else BK * (BN + 8)) * 2
                 for c_pad in (4, 0):
-                    if 2 * (a + b) + FRAG * (BN + c_pad) * 4 <= SMEM_LIMIT:
+                    if _smem(BM, BN, BK, a_kcontig, b_kcontig, c_pad, 2) <= SMEM_LIMIT:
                         return BM, BN, BK, max(1, BN // 32), c_pad
     raise ValueError("no tensor-core tile fits shared memory")
+
+
+def _smem(BM, BN, BK, a_kcontig, b_kcontig, c_pad, stages) -> int:
+    """Shared memory of one block: ``stages`` copies of both operands' padded K tiles (f16/bf16)
+    and the float32 accumulator staging stripe (16 rows of BN + c_pad)."""
+    a = (BM * (BK + 8) if a_kcontig else BK * (BM + 8)) * 2
+    b = (BN * (BK + 8) if b_kcontig else BK * (BN + 8)) * 2
+    return stages * (a + b) + FRAG * (BN + c_pad) * 4
+
+
+def _stages(BM, BN, BK, a_kcontig, b_kcontig, c_pad, k_tiles) -> int:
+    """Pipeline depth: the deepest up to ``MAX_STAGES`` whose buffers fit (``_plan`` makes 2 fit);
+    1 (no pipeline) with a single K tile or ``MAX_STAGES`` < 2."""
+    for n in range(MAX_STAGES, 1, -1):
+        if k_tiles >= n and _smem(BM, BN, BK, a_kcontig, b_kcontig, c_pad, n) <= SMEM_LIMIT:
+            return n
+    return 1
 
 
 def _operand_info(st, m_in, n_in, k):
@@ -366,8 +403,9 @@ def tc_plan(sch, name, st) -> dict:
     if len(sch.get_loops(blk)) != len(st.out_labels) + len(st.red_labels):
         raise ValueError("loop/label mismatch")
     BM, BN, BK, WN, c_pad = _plan(Mn, Nn, Kn, not a_col, b_col)
+    stages = _stages(BM, BN, BK, not a_col, b_col, c_pad, Kn // BK)
     return dict(m_in=m_in, n_in=n_in, k=k, a_idx=a_idx, b_idx=b_idx, a_col=a_col, b_col=b_col,
-                BM=BM, BN=BN, BK=BK, WN=WN, c_pad=c_pad)
+                BM=BM, BN=BN, BK=BK, WN=WN, c_pad=c_pad, stages=stages)
 
 
 def gemm_tensorcore(sch, name, st) -> str:
@@ -375,7 +413,7 @@ def gemm_tensorcore(sch, name, st) -> str:
     p = tc_plan(sch, name, st)
     m_in, n_in, k = p["m_in"], p["n_in"], p["k"]
     a_idx, b_idx, a_col, b_col = p["a_idx"], p["b_idx"], p["a_col"], p["b_col"]
-    BM, BN, BK, WN, c_pad = p["BM"], p["BN"], p["BK"], p["WN"], p["c_pad"]
+    BM, BN, BK, WN, c_pad, stages = p["BM"], p["BN"], p["BK"], p["WN"], p["c_pad"], p["stages"]
     blk = sch.get_sblock(name)
     lp = dict(zip(st.out_labels + st.red_labels, sch.get_loops(blk)))
     outer = [c for c in st.out_labels if c not in (m_in, n_in)]
@@ -457,12 +495,17 @@ def gemm_tensorcore(sch, name, st) -> str:
     sch.tensorize(sch.get_loops(inner)[-3], mma_intrin(dt, a_col, b_col, a_first))
     for lp_ in (kf, fm, fn):
         sch.unroll(lp_)
-    # 2-stage software pipeline over K tiles: next tile's global->shared copies overlap the MMAs
-    if int(sch.get(ko).extent) >= 2:
-        sch.annotate(ko, "software_pipeline_stage", [0, 0, 1])
+    # software pipeline over K tiles: the next tiles' global->shared copies (cp.async: issued
+    # without waiting, ``stages - 1`` tiles ahead) overlap this tile's fragment loads and MMAs
+    if stages >= 2:
+        sch.annotate(ko, "software_pipeline_stage", [0, 0, stages - 1])
         sch.annotate(ko, "software_pipeline_order", [0, 1, 2])
+        if ASYNC_COPY:
+            sch.annotate(ko, "software_pipeline_async_stages", [0])
+    pipe = (f"{stages}-stage {'cp.async ' if ASYNC_COPY else ''}pipeline" if stages >= 2
+            else "no pipeline (one K tile)")
     return (f"tensor cores (wmma {dt}->f32): batch/outer {''.join(outer) or '-'}, tiles over "
             f"{m_in}x{n_in}x{k}, block tile {BM}x{BN}x{BK}, {WN} warps x {BM}x{BN // WN} warp tile, "
             f"A {'col' if a_col else 'row'}/B {'col' if b_col else 'row'}-major fragments, operands via padded "
-            f"shared memory (16-byte loads), 2-stage pipeline, f32 accumulators staged per 16-row stripe "
+            f"shared memory (16-byte loads), {pipe}, f32 accumulators staged per 16-row stripe "
             f"({vec}-wide converted stores)")

@@ -324,10 +324,12 @@ def test_cli_cross_compiles_for_cuda_without_gpu(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mttkrp", "ao_to_mo"])
+@pytest.mark.parametrize("name", ["mttkrp", "ao_to_mo", "attn_scores", "tucker_ttm"])
 def test_full_size_kernels_fit_registers_and_shared_memory(name, tmp_path):
     """ptxas on the full-size suite kernels: no local-memory arrays (an over-approximated register
-    tile becomes a stack frame of megabytes) and at most 48 KiB of static shared memory."""
+    tile becomes a stack frame of megabytes), at most 48 KiB of static shared memory, and at most
+    128 registers a thread, so two 256-thread GEMM blocks share an SM (attn_scores took 224 before
+    its K-contiguous operands were stored K-major in shared memory)."""
     import re
     import subprocess
 
@@ -346,3 +348,5 @@ def test_full_size_kernels_fit_registers_and_shared_memory(name, tmp_path):
     smem = [int(x) for x in re.findall(r"(\d+) bytes smem", r.stderr)]
     assert stacks and max(stacks) == 0, stacks
     assert max(smem, default=0) <= 48 * 1024, smem
+    regs = [int(x) for x in re.findall(r"Used (\d+) registers", r.stderr)]
+    assert regs and max(regs) <= 128, regs

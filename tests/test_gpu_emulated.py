@@ -127,6 +127,8 @@ def test_reduction_to_a_scalar_has_its_own_block():
     ("ij->i", [(8, 65536)], "float32", True),
     ("ij->", [(1024, 1024)], "float16", False),  # rfactor of a 0-d accumulator with a cast after it
     ("ij->i", [(512, 256)], "float32", False),   # short rows
+    ("ij->j", [(65536, 64)], "float32", True),    # few outputs along the contiguous axis
+    ("ij->j", [(300, 7)], "float32", False),
 ])
 def test_long_reductions_with_few_outputs_take_two_stages(expr, shapes, dtype, two_stage):
     k = _check(expr, shapes, dtype)
@@ -134,17 +136,30 @@ def test_long_reductions_with_few_outputs_take_two_stages(expr, shapes, dtype, t
     assert ("two stages" in desc) == two_stage, desc
 
 
-@pytest.mark.parametrize("expr,shapes", [
-    ("ik,kj->ij", [(256, 256), (256, 128)]),
-    ("ik,jk->ij", [(256, 256), (128, 256)]),
-    ("ki,kj->ij", [(64, 128), (64, 64)]),
-    ("bhqd,bhkd->bhqk", [(2, 2, 128, 64), (2, 2, 128, 64)]),
-    ("ecd,edh->ech", [(2, 128, 64), (2, 64, 96)]),
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("expr,shapes,max_stages", [
+    ("ik,kj->ij", [(256, 256), (256, 128)], 2),
+    ("ik,jk->ij", [(256, 256), (128, 256)], 2),
+    ("ki,kj->ij", [(64, 128), (64, 64)], 2),
+    ("bhqd,bhkd->bhqk", [(2, 2, 128, 64), (2, 2, 128, 64)], 2),
+    ("ecd,edh->ech", [(2, 128, 64), (2, 64, 96)], 2),
+    ("ki,kj->ij", [(256, 128), (256, 64)], 3),      # 3 stages fit 48 KB with this block tile
 ])
-def test_tensor_core_float16_results(expr, shapes):
-    k = _check(expr, shapes, "float16")
-    assert "tensor cores" in k.built.plan[0][2]
-    assert "nvcuda::wmma::mma_sync" in k.built.rt_mod.imports[0].inspect_source()
+def test_tensor_core_results(expr, shapes, max_stages, dtype, monkeypatch):
+    """WMMA GEMMs (float16, and bfloat16 through nv_bfloat16 views of uint16 shared tiles) with
+    both operands' K tiles copied by cp.async in a software pipeline over K."""
+    import re
+
+    from einc.lowering import schedules_gpu_tc as TC
+
+    monkeypatch.setattr(TC, "MAX_STAGES", max_stages)
+    k = _check(expr, shapes, dtype)
+    desc = k.built.plan[0][2]
+    assert desc.startswith(f"tensor cores (wmma {dtype}"), desc
+    assert f"{max_stages}-stage cp.async pipeline" in desc, desc
+    src = k.built.rt_mod.imports[0].inspect_source()
+    assert "nvcuda::wmma::mma_sync" in src
+    assert len(set(re.findall(r"\bptx_cp_async\w*\((\w+),", src))) == 2  # both operands
 
 
 # -- the emulator catches what it is for --------------------------------------------------------
@@ -206,3 +221,24 @@ def test_crashing_kernel_is_an_einc_error_in_a_child_process():
     assert re.search(r"out_ptr", built.rt_mod.imports[0].inspect_source())
     with pytest.raises(EincError, match="failed|ran past"):
         emulate(built, xs)
+
+
+def test_tvm_async_copy_into_a_k_major_tile_is_wrong_so_einc_copies_4_bytes():
+    """TVM 0.27 bug einc steers around: a vectorised global->shared copy whose shared side is
+    strided (a K-major tile) becomes ONE contiguous 16-byte cp.async.  With einc's workaround the
+    async pipeline is exact (test_gemm_knobs_all_give_the_same_results); without it the emulator
+    sees the wrong result.  When this test fails, TVM has fixed the bug: drop the workaround."""
+    import einc
+    from einc.lowering import schedules_gpu
+    from einc.lowering.cuda_emulator import emulate
+
+    shapes = [(256, 512), (512, 128)]
+    schedules_gpu.GEMM_OVERRIDE = {"async": True, "tvm_bug_async_strided": True}
+    try:
+        k = einc.compile("ik,kj->ij", *shapes, target=TARGET, cache=False)
+    finally:
+        schedules_gpu.GEMM_OVERRIDE = None
+    assert "ptx_cp_async" in k.built.rt_mod.imports[0].inspect_source()
+    xs = _inputs(shapes, "float32")
+    got = emulate(k.built, xs)[0]
+    assert not np.allclose(got, xs[0].astype(np.float64) @ xs[1], rtol=1e-3, atol=1e-3)

@@ -1,8 +1,11 @@
-"""Tensor-core (WMMA) GEMM schedule for float16 steps (``lowering/schedules_gpu_tc.py``).
+"""Tensor-core (WMMA) GEMM schedule for float16 and bfloat16 steps (``lowering/schedules_gpu_tc.py``).
 
-Without a GPU: the plan row names the tensor-core schedule, the CUDA C uses ``nvcuda::wmma``, and
-ptxas accepts it for sm_90 with no local-memory stack frame; float32 steps, odd extents and bfloat16
-(not enabled yet) take the SIMT rule.  With a GPU (``-m gpu``): results against numpy.
+Without a GPU: the plan row names the tensor-core schedule, the CUDA C uses ``nvcuda::wmma`` (bf16
+fragments loaded through an ``nv_bfloat16*`` view of the uint16 shared tiles), both operands reach
+shared memory through ``cp.async`` when the K loop is pipelined, and ptxas accepts it for sm_90 with
+no local-memory stack frame; float32 steps, odd extents and two contracted labels take the SIMT
+rule.  Results are checked by the CUDA emulator (``tests/test_gpu_emulated.py``) and, with a GPU
+(``-m gpu``), against numpy here.
 """
 from __future__ import annotations
 
@@ -37,15 +40,40 @@ def _gemm_rows(b):
     return [(blk, cls, desc) for blk, cls, desc in b.plan if cls.startswith("gemm")]
 
 
+def _async_copy_targets(src):
+    """The shared buffers that ``cp.async`` copies write (TVM's helper takes the destination first)."""
+    return set(re.findall(r"\bptx_cp_async\w*\((\w+),", src))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("expr,shapes", CASES)
-def test_float16_takes_tensor_cores_and_ptxas_accepts(expr, shapes, tmp_path):
-    b = _build(expr, shapes, "float16")
+def test_takes_tensor_cores_and_ptxas_accepts(expr, shapes, dtype, tmp_path):
+    b = _build(expr, shapes, dtype)
     rows = _gemm_rows(b)
-    assert len(rows) == 1 and rows[0][1] == "gemm" and rows[0][2].startswith("tensor cores (wmma"), b.plan
+    assert len(rows) == 1 and rows[0][1] == "gemm", b.plan
+    desc = rows[0][2]
+    assert desc.startswith(f"tensor cores (wmma {dtype}->f32)"), b.plan
     src = b.rt_mod.imports[0].inspect_source()
     assert "nvcuda::wmma::mma_sync" in src and "nvcuda::wmma::load_matrix_sync" in src
     assert "nvcuda::wmma::store_matrix_sync" in src and "__shared__" in src
-    assert "(half)" in src  # the float32 -> float16 conversion is fused into the output write
+    loads = re.findall(r"nvcuda::wmma::load_matrix_sync\([^;]*;", src)
+    if dtype == "float16":
+        assert "(half)" in src  # the float32 -> float16 conversion is fused into the output write
+        assert "nv_bfloat16" not in src
+    else:
+        # the shared tiles hold the bits as uint16; the fragment load reads them as nv_bfloat16
+        assert "fragment<nvcuda::wmma::matrix_a, 16, 16, 16, nv_bfloat16" in src
+        assert loads and all("(nv_bfloat16*)" in ld for ld in loads), loads[:2]
+        assert "(half)" not in src and "ushort* __restrict__ out_ptr" in src
+    ins, out = expr.split("->")
+    extent = dict(zip(ins.replace(",", ""), [d for sh in shapes for d in sh]))
+    (k,) = set(ins.replace(",", "")) - set(out)
+    k_tiles = extent[k] // int(re.search(r"block tile \d+x\d+x(\d+)", desc).group(1))
+    if k_tiles >= 2:  # pipelined K loop: both operands' tiles arrive by cp.async
+        assert "-stage cp.async pipeline" in desc, desc
+        assert len(_async_copy_targets(src)) == 2 and "cp.async.wait_group" in src, _async_copy_targets(src)
+    else:
+        assert "no pipeline" in desc and not _async_copy_targets(src), desc
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not on PATH")
     cu = tmp_path / "k.cu"
@@ -62,15 +90,9 @@ def test_float16_takes_tensor_cores_and_ptxas_accepts(expr, shapes, tmp_path):
 @pytest.mark.parametrize("expr,shapes,dtype", [
     ("ik,kj->ij", [(128, 64), (64, 128)], "float32"),    # not a tensor-core dtype
     ("ik,kj->ij", [(100, 36), (36, 52)], "float16"),     # extents not multiples of 16
-    ("ik,kj->ij", [(128, 64), (64, 128)], "bfloat16"),   # not enabled (see BF16_ENABLED)
     ("ijk,jkl->il", [(32, 16, 16), (16, 16, 32)], "float16"),  # two contracted labels
 ])
 def test_other_steps_take_the_simt_rule(expr, shapes, dtype):
-    if dtype == "bfloat16":
-        from einc.lowering import schedules_gpu_tc as TC
-
-        if TC.BF16_ENABLED:
-            pytest.skip("bfloat16 tensor cores enabled")
     b = _build(expr, shapes, dtype)
     rows = _gemm_rows(b)
     assert rows and all(cls == "gemm" for _, cls, _ in rows), b.plan
@@ -78,18 +100,26 @@ def test_other_steps_take_the_simt_rule(expr, shapes, dtype):
     assert "wmma" not in b.rt_mod.imports[0].inspect_source()
 
 
-def test_plan_tiles_fit_shared_memory():
+@pytest.mark.parametrize("max_stages", [2, 3])
+def test_plan_tiles_fit_shared_memory(max_stages, monkeypatch):
     from einc.lowering import schedules_gpu_tc as TC
 
-    for M, N, K in [(4096, 4096, 4096), (64, 48, 32), (16, 16, 16), (256, 16, 48)]:
+    monkeypatch.setattr(TC, "MAX_STAGES", max_stages)
+    for M, N, K in [(4096, 4096, 4096), (64, 48, 32), (16, 16, 16), (256, 16, 48), (128, 64, 256)]:
         for ak in (True, False):
             for bk in (True, False):
                 BM, BN, BK, WN, c_pad = TC._plan(M, N, K, ak, bk)
                 assert M % BM == 0 and N % BN == 0 and K % BK == 0 and BN % (WN * 16) == 0
                 a = (BM * (BK + 8) if ak else BK * (BM + 8)) * 2
                 b = (BN * (BK + 8) if bk else BK * (BN + 8)) * 2
-                assert 2 * (a + b) + 16 * (BN + c_pad) * 4 <= TC.SMEM_LIMIT
+                stages = TC._stages(BM, BN, BK, ak, bk, c_pad, K // BK)
+                assert 1 <= stages <= min(max_stages, K // BK) and (stages == 1) == (K // BK == 1)
+                assert max(2, stages) * (a + b) + 16 * (BN + c_pad) * 4 <= TC.SMEM_LIMIT
     assert TC._plan(4096, 4096, 4096, True, False)[:3] == (128, 128, 32)
+    # 128 x 128 x 32 operand tiles fit 48 KB twice, not three times; 128 x 64 x 32 (A as k x m) fit 3x
+    assert TC._stages(128, 128, 32, True, False, 4, 128) == 2
+    assert TC._stages(128, 64, 32, False, False, 4, 8) == max_stages
+    assert TC._stages(128, 64, 32, False, False, 4, 2) == 2
     with pytest.raises(ValueError):
         TC._plan(40, 40, 40, True, True)
 
@@ -125,4 +155,6 @@ def test_gpu_bfloat16_matches_numpy(gpu, expr, shapes):  # noqa: F811
     pytest.importorskip("ml_dtypes")
     from einc.ir.types import np_dtype
 
-    _check(expr, shapes, np_dtype("bfloat16"), 3e-2)
+    k = _check(expr, shapes, np_dtype("bfloat16"), 3e-2)
+    plan = getattr(k.built, "plan", None) or []
+    assert not plan or any(d.startswith("tensor cores") for _, _, d in plan), plan
