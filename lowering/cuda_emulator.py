@@ -413,7 +413,11 @@ def _driver(kernels, launch, buffers) -> str:
     for (name, params), ext in zip(kernels, launch):
         args = []
         for ty, p in params:
-            base = p[:-4] if p.endswith("_ptr") else p
+            # CUDA codegen names a buffer's pointer "<name>_ptr", and "<name>_ptr_1" for a second
+            # view of the same storage in one kernel (TVM's storage rewrite aliases a buffer whose
+            # life ended: same allocation, so the same memory here)
+            m = re.fullmatch(r"(.*)_ptr(?:_\d+)?", p)
+            base = m.group(1) if m else p
             if base not in idx:
                 raise EincError(f"CUDA emulator: kernel {name} takes {ty} {p}, not a known buffer")
             args.append(f"({ty})mem[{idx[base]}].data()")
