@@ -152,6 +152,10 @@ def _schedule_own(low, sch):
     for st in low.steps:
         if st.kind != "einsum" or st.red_labels or st.convert_block or len(st.operand_labels) < 2:
             continue
+        if st.dtype.startswith(("int", "uint")) and _bytes(st.dtype) < 4:
+            # TVM's CUDA C keeps an 8/16-bit integer product unstored as C's int arithmetic
+            # (``(double)(c * c)`` never wraps to uint8): only a store to the buffer narrows it
+            continue
         try:
             blk = sch.get_sblock(st.block)
             consumers = [sch.get(c).name_hint for c in sch.get_consumers(blk)]
