@@ -48,9 +48,23 @@ TVM_BUGS = {
     "nested_vectorize": ("compile_error-codegen-2a91188300",
                          "vectorize of a loop nested in or around a vectorized loop is accepted, then "
                          "codegen fails an ICHECK ('VectorizeLoop before LiftStorageAlloc')"),
+    # one bug, found twice (5869a051c9, then e8f7d42d15 once the first characterisation - a 0-d
+    # reduction into an intermediate buffer - turned out too narrow and too broad): rfactor rebuilds
+    # the scope of the reduction block and takes every block realize it reaches there without
+    # passing through a loop of its own for the reduction block itself
     "rfactor_0d": ("compile_error-schedule-5869a051c9",
-                   "rfactor of a reduction to a 0-d intermediate buffer fails an ICHECK "
-                   "(block_realize == old_block_realize_) instead of a ScheduleError"),
+                   "rfactor fails an ICHECK (block_realize == old_block_realize_) instead of a ScheduleError "
+                   "when the reduction block's scope holds another block with no loop of its own outside the "
+                   "reduction's loops (einc's loopless 0-d blocks); also compile_error-schedule-e8f7d42d15"),
+    "reverse_inline_shared": ("compile_error-codegen-d8cb1f219a",
+                              "reverse_compute_inline of a consumer whose producer's buffer is also read by "
+                              "another block is accepted: the producer stops writing the buffer and its "
+                              "allocation goes, so codegen fails an ICHECK ('Buffer ... is used before its "
+                              "definition') instead of the primitive raising a ScheduleError"),
+    "reverse_inline_uncovered": ("compile_error-schedule-32ed450cc8",
+                                 "reverse_compute_inline of a consumer with a block iter (extent > 1) that its "
+                                 "load of the producer's buffer does not index fails an ICHECK "
+                                 "('Cannot dispatch a null expression') instead of a ScheduleError"),
     "nested_parallel": ("compile_error-codegen-990533e711",
                         "parallel of a loop nested in or around a parallel loop is accepted, then codegen fails "
                         "an ICHECK ('Nested parallel loop is not supported by threadpool')"),
@@ -66,10 +80,20 @@ TVM_BUGS = {
     # cuda-emu: with the GEMM knob async=1, InjectPTXAsyncCopy fails an ICHECK on some vectorised
     # global->shared copies (tucker 'ijk,ai,bj,ck->abc' at size 32); async is never einc's default,
     # so the fuzzer refuses the build after TVM's check rather than changing einc's schedule
+    # TVM-only reproducer: corpus/tvm_bugs/async_copy_lanes/repro_tvm.py (the global source is an
+    # intermediate buffer StorageRewrite retyped to float32x4: scalar-index load, 4-lane Ramp store)
     "async_copy_lanes": ("tests/test_fuzz_cuda_emu.py::test_async_copy_lanes_crash_is_a_known_tvm_bug",
                          "with cp.async pipelining (GEMM knob async=1) InjectPTXAsyncCopy fails the ICHECK "
                          "'load->indices[0].ty().lanes() == store->indices[0].ty().lanes()' on a vectorised "
-                         "global->shared copy instead of emitting per-lane copies"),
+                         "global->shared copy instead of emitting per-lane copies; TVM-only reproducer "
+                         "corpus/tvm_bugs/async_copy_lanes/repro_tvm.py"),
+    # not refused by the fuzzer: einc's GPU GEMM schedule never builds it (lowering/schedules_gpu.py _gemm
+    # copies K-major tiles 4 bytes at a time under async; knob tvm_bug_async_strided shows the bug,
+    # tests/test_gpu_emulated.py::test_tvm_async_copy_into_a_k_major_tile_is_wrong_so_einc_copies_4_bytes)
+    "async_copy_strided": ("corpus/tvm_bugs/async_copy_strided_shared/repro_tvm.py",
+                           "InjectPTXAsyncCopy turns a vectorised global->shared copy whose shared side is "
+                           "strided (a K-major tile made with transform_layout) into ONE contiguous 16-byte "
+                           "cp.async: the 4 values meant for 4 rows land in one row (wrong results)"),
 }
 
 
@@ -139,13 +163,75 @@ def check_rfactor(sch, block) -> None:
     blk = sch.get(block)
     if _has_predicate(sch, blk.name_hint):
         raise tvm_bug("rfactor_predicate", f"rfactor of block {blk.name_hint!r} under a non-divisible split")
-    if any(int(iv.iter_type) == 0 for iv in blk.iter_vars):  # a data-parallel axis: fine
+    other = _loopless_sibling(sch, block)
+    if other is not None:
+        raise tvm_bug("rfactor_0d", f"rfactor of block {blk.name_hint!r} (block {other!r} shares its scope "
+                                    "with no loop of its own)")
+
+
+def _scope_path(sch, rv):
+    """``(loops, scope)``: the loop statements from block/loop ``rv`` up to its nearest enclosing block,
+    and that block (statements, innermost first)."""
+    from ._tvm import tirx
+
+    loops, p = [], sch.get_sref(rv).parent
+    while p is not None and isinstance(p.stmt, tirx.For):
+        loops.append(p.stmt)
+        p = p.parent
+    return loops, (p.stmt if p is not None else None)
+
+
+def _loopless_sibling(sch, block):
+    """The name of a block other than ``block`` in ``block``'s scope that TVM's rfactor replacer reaches:
+    one whose loops up to the scope (none, for a loopless block) all enclose ``block`` too.  rfactor
+    rewrites the scope descending only into ``block``'s loops and takes any block realize it meets
+    there for ``block``'s (ICHECK block_realize == old_block_realize_)."""
+    own_loops, scope = _scope_path(sch, block)
+    me = sch.get(block)
+    for c in _all_blocks(sch):
+        node = sch.get(c)
+        if node.same_as(me):
+            continue
+        loops, cscope = _scope_path(sch, c)
+        if cscope is not None and scope is not None and cscope.same_as(scope) and \
+                all(any(lp.same_as(o) for o in own_loops) for lp in loops):
+            return node.name_hint
+    return None
+
+
+def check_reverse_compute_inline(sch, block) -> None:
+    """Raise ``Unsupported`` when ``reverse_compute_inline`` of ``block`` would hit a known TVM bug."""
+    from ._tvm import tirx
+
+    me = sch.get(block)
+    produced = [w.source for p in sch.get_producers(block) for w in sch.get(p).writes]
+    inlined = [r for r in me.reads if any(r.source.same_as(b) for b in produced)]
+    if not inlined:
         return
-    params = list(sch.mod["main"].params)
-    for w in blk.writes:
-        if not any(w.source.same_as(p) for p in params):
-            raise tvm_bug("rfactor_0d", f"rfactor of block {blk.name_hint!r} (a 0-d reduction into an "
-                                        "intermediate buffer)")
+    # (1) the producer's buffer has another reader: TVM redirects the producer's store to the
+    # consumer's output and drops the buffer, leaving the other reader reading nothing
+    producers = [sch.get(p) for p in sch.get_producers(block)]
+    _, scope = _scope_path(sch, block)
+    for c in _all_blocks(sch):
+        node = sch.get(c)
+        if node.same_as(me) or any(node.same_as(p) for p in producers) or (scope is not None and node.same_as(scope)):
+            continue
+        if any(r.source.same_as(i.source) for r in node.reads for i in inlined):
+            raise tvm_bug("reverse_inline_shared",
+                          f"reverse_compute_inline of block {me.name_hint!r} (block {node.name_hint!r} also reads "
+                          f"{inlined[0].source.name})")
+    # (2) a block iter of the consumer the load of the producer's buffer does not index: TVM's inverse
+    # index map leaves it undefined (unit iters are mapped to their minimum first, so they are fine)
+    used = [v for r in inlined for rng in r.region for e in (rng.min, rng.extent)
+            for v in tirx.analysis.undefined_vars(e)]
+    for iv in me.iter_vars:
+        ext = iv.dom.extent
+        if hasattr(ext, "value") and int(ext.value) == 1:
+            continue
+        if not any(v.same_as(iv.var) for v in used):
+            raise tvm_bug("reverse_inline_uncovered",
+                          f"reverse_compute_inline of block {me.name_hint!r} (iter {iv.var.name} of extent {ext} "
+                          f"does not index {inlined[0].source.name})")
 
 
 def _all_blocks(sch):
@@ -228,6 +314,8 @@ def apply_primitive(sch, spec: str, *, workarounds: bool = True) -> str:
     elif kind == "compute_inline":
         sch.compute_inline(b)
     elif kind == "reverse_compute_inline":
+        if workarounds:
+            check_reverse_compute_inline(sch, b)
         sch.reverse_compute_inline(b)
     elif kind == "compute_at":
         other = blocks[rest[0][1] % len(blocks)]

@@ -119,6 +119,41 @@ def _sched_case(prog, sched, base="einc", tir=()):
     return Case(prog, FuzzPipeline(sched=tuple(sched), tir=tuple(tir), base=base), seed=1)
 
 
+_F4 = Value("x", T((4,), "float32"))
+
+
+def _rci_shared():
+    """t1 read by t2 and by t3: reverse_compute_inline(t2) drops t1 while t3 still reads it."""
+    return Program((_F4,), (Einsum("t1", ("x",), ("i",), "i", T((4,), "float32")),
+                            Einsum("t2", ("t1",), ("i",), "i", T((4,), "float32")),
+                            Einsum("t3", ("t1", "t2"), ("i", "i"), "i", T((4,), "float32"))), ("t3",))
+
+
+def _rci_single():
+    """t1 read (twice) by t2 only: the neighbour of _rci_shared that reverse_compute_inline handles."""
+    return Program((_F4,), (Einsum("t1", ("x",), ("i",), "i", T((4,), "float32")),
+                            Einsum("t2", ("t1", "t1"), ("i", "i"), "i", T((4,), "float32"))), ("t2",))
+
+
+def _rci_outer(n):
+    """t2[i, j] = t1[i] * y[j]: iter j (extent n) does not index t1."""
+    return Program((_F4, Value("y", T((n,), "float32"))),
+                   (Einsum("t1", ("x",), ("i",), "i", T((4,), "float32")),
+                    Einsum("t2", ("t1", "y"), ("i", "j"), "ij", T((4, n), "float32"))), ("t2",))
+
+
+def _rfactor_dup_output():
+    """A 0-d sum that is also a second output: the copy block s__out1 has no loop."""
+    return Program((Value("x", T((8,), "float32")),), (Einsum("s", ("x",), ("t",), "", T((), "float32")),), ("s", "s"))
+
+
+def _rfactor_looped_consumer():
+    """A 0-d sum into an intermediate read by a looped block: rfactor works (einc refused it before)."""
+    return Program((Value("x", T((8,), "float32")), Value("y", T((4,), "float32"))),
+                   (Einsum("s", ("x",), ("t",), "", T((), "float32")),
+                    Einsum("u", ("s", "y"), ("", "i"), "i", T((4,), "float32"))), ("u",))
+
+
 @pytest.mark.parametrize("case,bug", [
     (_sched_case(single_einsum("i->i", [T((8,), "float64")]), ["vectorize(b0,l0)"]), "nested_vectorize"),
     (_sched_case(single_einsum("ij->ij", [T((16, 16), "float32")]), ["fuse(b0,l0)", "vectorize(b0,l0)"], base="none"),
@@ -134,6 +169,9 @@ def _sched_case(prog, sched, base="einc", tir=()):
     (_sched_case(single_einsum("n->n", [T((1,), "float32")]), ["vectorize(b0,l0)", "annotate_unroll(b0,l0)"],
                  base="none"), "vectorize_pragma_1"),
     (_sched_case(single_einsum("t->", [T((8,), "float32")]), [], tir=["tirx.NarrowDataType(32)"]), "narrow_datatype"),
+    (_sched_case(_rci_shared(), ["reverse_compute_inline(b1)"], base="none"), "reverse_inline_shared"),
+    (_sched_case(_rci_outer(2), ["reverse_compute_inline(b1)"], base="none"), "reverse_inline_uncovered"),
+    (_sched_case(_rfactor_dup_output(), ["rfactor(b0,l0)"], base="none"), "rfactor_0d"),
 ])
 def test_known_tvm_bugs_are_refused_up_front_naming_the_bug(case, bug):
     from einc.lowering.fuzz_hooks import TVM_BUGS
@@ -153,6 +191,33 @@ def test_the_workarounds_leave_the_working_neighbours_alone():
         outcome, feats = run_case_isolated(case, timeout=120, coverage=False)[:2]
         assert outcome.key == "ok@done", (case.pipeline, outcome)
         assert any(f.startswith("sched:ok:") for f in feats), feats
+
+
+# (bad program, primitive, TVM's failure while the bug is there) | the working neighbour of each
+_NARROW = [
+    (_rci_shared, "reverse_compute_inline(b1)", "is used before its definition", _rci_single),
+    (lambda: _rci_outer(2), "reverse_compute_inline(b1)", "Cannot dispatch a null expression", lambda: _rci_outer(1)),
+    (_rfactor_dup_output, "rfactor(b0,l0)", "block_realize == old_block_realize_", _rfactor_looped_consumer),
+]
+
+
+@pytest.mark.parametrize("bad,spec,tvm_error,good", _NARROW, ids=["reverse_inline_shared",
+                                                                 "reverse_inline_uncovered", "rfactor_0d"])
+def test_reverse_inline_and_rfactor_workarounds_refuse_only_what_tvm_gets_wrong(bad, spec, tvm_error, good):
+    """The neighbour still applies the primitive and runs right; the bad case, with the workaround off, still
+    makes TVM fail (in the primitive or in codegen) - once it does not, drop the workaround."""
+    from einc.lowering import lower as _lower
+    from einc.lowering._tvm import s_tir, tvm
+    from einc.lowering.fuzz_hooks import apply_primitive
+
+    outcome, feats = run_case_isolated(_sched_case(good(), [spec], base="none"), timeout=120, coverage=False)[:2]
+    assert outcome.key == "ok@done", outcome
+    assert f"sched:ok:{spec.split('(')[0]}" in feats, feats
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": _lower.lower(bad()).func}))
+    with pytest.raises(Exception, match=tvm_error):
+        apply_primitive(sch, spec, workarounds=False)
+        tvm.compile(sch.mod, target={"kind": "llvm"})
 
 
 _SCHEDULED = [("ij,jk->ik", [(64, 64), (64, 256)], "int8"), ("ij,jk->ik", [(33, 17), (17, 100)], "float32"),
