@@ -353,6 +353,17 @@ def _two_stage_split(n_out: int, R: int) -> int:
     return S
 
 
+def _rfactor_chunks(sch, sp, rd, S: int):
+    """Cut the fused reduction into ``S`` contiguous chunks and ``rfactor`` the chunk loop: returns the
+    partial-sum block's loops ``[chunk, *spatial, within-chunk]`` (the original block then sums the
+    ``S`` partials)."""
+    sch.reorder(*sp, *rd)
+    r = sch.fuse(*rd) if len(rd) > 1 else rd[0]
+    ro, _ = sch.split(r, [S, None])
+    sch.reorder(ro, *sp)
+    return sch.get_loops(sch.rfactor(ro, 0))
+
+
 def _reduce_two_stage(sch, name, st):
     """Few outputs and a long reduction (``ij->``, ``ii->`` on big inputs): S blocks per output
     each reduce one contiguous chunk (``rfactor``), then one block per output reduces the S
@@ -365,12 +376,7 @@ def _reduce_two_stage(sch, name, st):
     S = _two_stage_split(_prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd))
     if S == 1:  # enough outputs, or a short reduction: one stage
         return _reduce_inner(sch, name, st)
-    sch.reorder(*sp, *rd)
-    r = sch.fuse(*rd) if len(rd) > 1 else rd[0]
-    ro, rr = sch.split(r, [S, None])
-    sch.reorder(ro, *sp)
-    rf = sch.rfactor(ro, 0)
-    loops = sch.get_loops(rf)
+    loops = _rfactor_chunks(sch, sp, rd, S)
     sch.bind(sch.fuse(*loops[:1 + len(sp)]), "blockIdx.x")
     _, tx = sch.split(loops[-1], [None, 256])
     sch.bind(tx, "threadIdx.x")
@@ -415,12 +421,7 @@ def _reduce_outer_two_stage(sch, name, st):
         S *= 2
     if S == 1:  # the outputs alone give the GPU enough threads
         return _reduce_outer(sch, name, st)
-    sch.reorder(*sp, *rd)
-    r = sch.fuse(*rd) if len(rd) > 1 else rd[0]
-    ro, rr = sch.split(r, [S, None])
-    sch.reorder(ro, *sp)
-    rf = sch.rfactor(ro, 0)
-    loops = sch.get_loops(rf)
+    loops = _rfactor_chunks(sch, sp, rd, S)
     _bind_flat(sch, loops[:1 + len(sp)], 256)
     return f"two stages: {S} chunks x {n_out} outputs, a thread each (rfactor), then {_reduce_outer(sch, name, st)}"
 
