@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from einc.errors import EincError, Unsupported
+from einc.fileio import atomic_path, atomic_write
+from einc.ir.types import np_dtype
 
 #: seconds a kernel program may run before it is killed
 TIMEOUT_S = 120
@@ -304,11 +306,12 @@ def _compiler() -> str:
 
 def _kernels_and_scratch(built):
     """``([{tag: extent}] per kernel in launch order, {name: (shape, dtype)} of global scratch)``."""
-    from ._tvm import tvm
-
     from tvm.s_tir.pipeline import default_s_tir_pipeline
 
-    target = tvm.target.Target(_target_dict(built.target))
+    from ._tvm import tvm
+    from .target import to_tvm
+
+    target = to_tvm(built.target)
     with target:
         mod = tvm.tirx.transform.BindTarget(target)(built.mod)
         with tvm.transform.PassContext(config={"tirx.use_async_copy": True}):
@@ -353,13 +356,7 @@ def _kernels_and_scratch(built):
 
 
 def _nbytes(shape, dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * _np_dtype(dtype).itemsize
-
-
-def _target_dict(t):
-    import json
-
-    return json.loads(t) if isinstance(t, str) else dict(t)
+    return int(np.prod(shape, dtype=np.int64)) * np_dtype(dtype).itemsize
 
 
 # ------------------------------------------------------------------------------------------------
@@ -454,13 +451,12 @@ def build_emulator(built) -> tuple[Path, list[tuple[str, tuple[int, ...], str]]]
     exe = _cache_dir() / f"k{key}"
     if not exe.exists():
         cpp = exe.with_suffix(".cpp")
-        cpp.write_text(code)
-        tmp = exe.with_name(exe.name + f".{os.getpid()}.tmp")
-        r = subprocess.run([_compiler(), "-std=c++17", "-O1", "-w", "-fno-strict-aliasing", "-o", str(tmp), str(cpp)],
-                           capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise EincError(f"CUDA emulator: the host compiler rejected the kernel source ({cpp}):\n{r.stderr[-1500:]}")
-        os.replace(tmp, exe)
+        atomic_write(cpp, code)
+        with atomic_path(exe, 0o755) as tmp:  # a failed compile leaves nothing behind
+            r = subprocess.run([_compiler(), "-std=c++17", "-O1", "-w", "-fno-strict-aliasing", "-o", tmp, str(cpp)],
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                raise EincError(f"CUDA emulator: the host compiler rejected the kernel source ({cpp}):\n{r.stderr[-1500:]}")
     return exe, buffers
 
 
@@ -474,7 +470,7 @@ def emulate(built, arrays, *, timeout: float = TIMEOUT_S) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="einc-emu-") as d:
         files = []
         for i, (_name, shape, dtype) in enumerate(buffers):
-            npdt = _np_dtype(dtype)
+            npdt = np_dtype(dtype)
             if i < n_in:
                 a = np.asarray(arrays[i])
                 if a.dtype.kind == "V" and a.dtype.itemsize == npdt.itemsize:
@@ -495,14 +491,8 @@ def emulate(built, arrays, *, timeout: float = TIMEOUT_S) -> list[np.ndarray]:
         outs = []
         for (path, shape, npdt), name in zip(files[n_in:n_params], built.program.outputs):
             a = np.fromfile(path, npdt).reshape(shape)
-            want = _np_dtype(types[name].dtype)
+            want = np_dtype(types[name].dtype)
             outs.append(a.view(want) if want != npdt and want.itemsize == npdt.itemsize else a)
         return outs
 
 
-def _np_dtype(dtype: str):
-    if dtype == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(dtype)
