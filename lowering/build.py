@@ -262,21 +262,25 @@ def build(prog: Program, target=None, *, schedule: bool = True, tune: int = 0,
 # --- cuda (gpu helper) ---------------------------------------------------------------------------
 
 
-def _build_cuda(prog: Program, tjson: str, schedule: bool) -> Built:
+def _build_cuda(prog: Program, tjson: str, schedule: bool, mark=lambda stage: None) -> Built:
     """Lower, schedule (``schedules_gpu``; ``schedule=False`` only binds loops to threads, the GPU
     equivalent of the naive loop nest) and generate CUDA C.  Works without a GPU: the binary is made
-    by NVRTC/nvcc when the module is first loaded where a driver exists."""
+    by NVRTC/nvcc when the module is first loaded where a driver exists.  ``mark`` is told each stage
+    as it starts ("lower", "schedule", "codegen"; the fuzzer's stage names)."""
     from . import lower as _lower
     from . import schedules_gpu
     from ._tvm import VERSION, compile_mod
 
     timings = {}
+    mark("lower")
     low, timings["lower"] = _stage("lower", _lower.lower, prog, {})
+    mark("schedule")
     if schedule:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule, low, tjson)
     else:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule_naive, low)
     # cp.async for the pipelines that ask for it (copies outside an async stage are left alone)
+    mark("codegen")
     ex, timings["compile"] = _stage("compile", compile_mod, mod, _target.to_tvm(tjson), {"tirx.use_async_copy": True})
     kinds = [m.kind for m in ex.mod.imports]
     if "cuda" not in kinds:

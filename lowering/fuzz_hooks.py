@@ -536,14 +536,14 @@ def emu_work(prog: Program) -> tuple[int, int]:
 
 def build_cuda_emu(prog: Program, *, gpu_knobs: dict | None = None, mark: Callable[[str], None] = lambda s: None,
                    features: set | None = None) -> Built:
-    """einc's own CUDA build for ``sm_90`` (``lowering.build``'s lower / schedule / compile, each
-    failure a ``CompileError`` naming it), with ``gpu_knobs`` as ``schedules_gpu.GEMM_OVERRIDE``
-    for the schedule stage only (always restored).  Programs too big to emulate are ``Unsupported``."""
+    """einc's own CUDA build for ``sm_90`` (``lowering.build._build_cuda``: lower / schedule / compile,
+    each failure a ``CompileError`` naming it), with ``gpu_knobs`` as ``schedules_gpu.GEMM_OVERRIDE``
+    for this build only (always restored).  Programs too big to emulate are ``Unsupported``."""
     from einc.ir.verify import verify
 
     from . import lower as _lower
     from . import schedules_gpu
-    from ._tvm import VERSION, compile_mod
+    from .build import _build_cuda
 
     verify(prog)
     mark("lower")
@@ -553,31 +553,19 @@ def build_cuda_emu(prog: Program, *, gpu_knobs: dict | None = None, mark: Callab
     if biggest > EMU_MAX_ELEMS or work > EMU_MAX_WORK:
         raise Unsupported(f"too big for the CUDA emulator: largest value {biggest} elements (max {EMU_MAX_ELEMS}), "
                           f"{work} multiply-adds (max {EMU_MAX_WORK})")
-    feats = features if features is not None else set()
-    tjson = _target.resolve(CUDA_EMU_TARGET)
-    timings = {}
-    low, timings["lower"] = _stage("lower", _lower.lower, prog, {})
-    mark("schedule")
     saved = schedules_gpu.GEMM_OVERRIDE
     schedules_gpu.GEMM_OVERRIDE = dict(gpu_knobs) if gpu_knobs else None
     try:
-        (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule, low, tjson)
-    finally:
-        schedules_gpu.GEMM_OVERRIDE = saved
-    for row in plan:
-        feats.add(f"gpu:{row[1]}")
-    mark("codegen")
-    try:
-        ex, timings["compile"] = _stage("compile", compile_mod, mod, _target.to_tvm(tjson),
-                                        {"tirx.use_async_copy": True})
+        built = _build_cuda(prog, _target.resolve(CUDA_EMU_TARGET), True, mark)
     except CompileError as e:
         if gpu_knobs and gpu_knobs.get("async") and "load->indices[0].ty().lanes() == store->indices[0]" in str(e):
             raise tvm_bug("async_copy_lanes", "CUDA build with GEMM knob async=1") from e
         raise
-    kinds = [m.kind for m in ex.mod.imports]
-    if "cuda" not in kinds:
-        raise CompileError(f"CUDA build produced no device code (imports {kinds}): a loop nest was left unbound")
-    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
+    finally:
+        schedules_gpu.GEMM_OVERRIDE = saved
+    if features is not None:
+        features.update(f"gpu:{row[1]}" for row in built.plan)
+    return built
 
 
 def run_cuda_emu(built: Built, arrays: list[np.ndarray], *, mark: Callable[[str], None] = lambda s: None,

@@ -55,6 +55,12 @@ def _prod(xs) -> int:
     return n
 
 
+def _narrow_int(dtype: str) -> bool:
+    """An 8- or 16-bit integer: TVM's CUDA C does their arithmetic in C ``int`` and has no warp
+    shuffle for them."""
+    return dtype.startswith(("int", "uint")) and _bytes(dtype) < 4
+
+
 def _bytes(dtype: str) -> int:
     if dtype == "bool":
         return 1
@@ -152,7 +158,7 @@ def _schedule_own(low, sch):
     for st in low.steps:
         if st.kind != "einsum" or st.red_labels or st.convert_block or len(st.operand_labels) < 2:
             continue
-        if st.dtype.startswith(("int", "uint")) and _bytes(st.dtype) < 4:
+        if _narrow_int(st.dtype):
             # TVM's CUDA C keeps an 8/16-bit integer product unstored as C's int arithmetic
             # (``(double)(c * c)`` never wraps to uint8): only a store to the buffer narrows it
             continue
@@ -337,18 +343,16 @@ def _check_shuffle_dtype(st) -> None:
     warp-synchronous tree in volatile shared memory with no ``__syncwarp`` between its steps: a
     race since Volta (the fuzzer's cuda-emu target found uint8 ``i->`` wrong).  Such steps reduce
     one thread per output instead."""
-    dt = st.acc_dtype if st is not None else "float32"
-    if dt.startswith(("int", "uint")) and _bytes(dt) < 4:
-        raise ValueError(f"no cross-thread reduction of {dt} (TVM's shared-memory tree lacks warp syncs)")
+    if _narrow_int(st.acc_dtype):
+        raise ValueError(f"no cross-thread reduction of {st.acc_dtype} (TVM's shared-memory tree lacks warp syncs)")
 
 
-def _two_stage_split(n_out: int, R: int) -> int:
-    """Partitions of a long reduction when the outputs alone cannot fill the GPU (a power of two
-    that divides ``R``, so the rfactor split is even; 1: one stage)."""
+def _two_stage_split(n_out: int, R: int, *, enough: int, min_chunk: int) -> int:
+    """Chunks of a reduction of length ``R`` so that ``n_out * S`` reaches ``enough`` workers: a
+    power of two up to 1024 that divides ``R`` (the rfactor split stays even) and leaves at least
+    ``min_chunk`` elements a chunk; 1: one stage."""
     S = 1
-    if R < 1 << 16:
-        return S  # one block of 256 threads does it in a few hundred steps each
-    while n_out * S < 4 * NUM_SM and S < 1024 and R % (S * 2) == 0 and R // (S * 2) >= 4096:
+    while n_out * S < enough and S < 1024 and R % (S * 2) == 0 and R // (S * 2) >= min_chunk:
         S *= 2
     return S
 
@@ -373,7 +377,10 @@ def _reduce_two_stage(sch, name, st):
     sp, rd = _spatial_reduce_loops(sch, blk)
     if not rd:
         raise ValueError("no reduction")
-    S = _two_stage_split(_prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd))
+    n_out, R = _prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd)
+    S = 1  # under 64K elements one block of 256 threads does it in a few hundred steps each
+    if R >= 1 << 16:
+        S = _two_stage_split(n_out, R, enough=4 * NUM_SM, min_chunk=4096)  # blocks: 4 per SM
     if S == 1:  # enough outputs, or a short reduction: one stage
         return _reduce_inner(sch, name, st)
     loops = _rfactor_chunks(sch, sp, rd, S)
@@ -416,9 +423,7 @@ def _reduce_outer_two_stage(sch, name, st):
     if not sp or not rd:
         raise ValueError("needs spatial and reduce loops")
     n_out, R = _prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd)
-    S = 1
-    while n_out * S < NUM_SM * 1024 and S < 1024 and R % (S * 2) == 0 and R // (S * 2) >= 256:
-        S *= 2
+    S = _two_stage_split(n_out, R, enough=NUM_SM * 1024, min_chunk=256)  # threads: 1024 per SM
     if S == 1:  # the outputs alone give the GPU enough threads
         return _reduce_outer(sch, name, st)
     loops = _rfactor_chunks(sch, sp, rd, S)
@@ -477,7 +482,7 @@ def _pick_k(K: str, st) -> str:
 GEMM_OVERRIDE: dict | None = None
 
 
-def gemm_config(st, m_in, n_in, k_in, Kn) -> dict:
+def gemm_config(st, m_in, n_in, Kn) -> dict:
     """The heuristic knobs for one GEMM step (see ``GEMM_OVERRIDE``)."""
     sz = st.sizes
     ty, tm = _tile(sz[m_in])
@@ -511,7 +516,7 @@ def _gemm(sch, name, st):
     Mn, Nn, Kn = sz[m_in], sz[n_in], sz[k_in]
     Kout = _prod(sz[c] for c in k_out)
     sch.reorder(*[lp[c] for c in outer + [m_in, n_in] + k_out + [k_in]])
-    cfg = gemm_config(st, m_in, n_in, k_in, Kn)
+    cfg = gemm_config(st, m_in, n_in, Kn)
     ty, tm, tx, tn = cfg["ty"], cfg["tm"], cfg["tx"], cfg["tn"]
     BM, BN = ty * tm, tx * tn
     BK = min(cfg["bk"], Kn)
