@@ -34,6 +34,8 @@ DEFAULT_CONFIGS = [
     {"ty": 8, "tm": 8, "tx": 16, "tn": 8},
     {"ty": 16, "tm": 8, "tx": 16, "tn": 4},
     {"ty": 16, "tm": 8, "tx": 16, "tn": 4, "bk": 8, "stages": 3, "async": True},
+    {"ty": 32, "tm": 8, "tx": 8, "tn": 8},  # 8x8 per thread when N is 64 (mttkrp)
+    {"tile_products": False},  # mttkrp's product inlined into the inner loop, as before
 ]
 
 

@@ -74,6 +74,8 @@ class StepInfo:
     gemm: object = None  # schedules_cpu.GemmPlan for GEMM-like steps
     padded: dict = field(default_factory=dict)  # label -> padded extent of the accumulator
     pack_block: str | None = None  # block packing the GEMM's B operand into panels
+    # GPU: buffer read -> the product block that computes it into this GEMM's shared K tiles
+    tile_products: dict = field(default_factory=dict)
 
     @property
     def out_shape(self) -> tuple[int, ...]:

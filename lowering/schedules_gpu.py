@@ -9,9 +9,11 @@ ends up under ``blockIdx``/``threadIdx`` loops: an unbound loop nest would silen
 class          schedule
 =============  ================================================================================
 fuse           an einsum step without a reduction that only feeds a contraction (the
-               ``jr,kr->rjk`` product of mttkrp) is inlined into its consumer: the big
-               intermediate is never written, the consumer reads its operands through shared
-               memory instead.
+               ``jr,kr->rjk`` product of mttkrp) is never written to global memory.  When its one
+               consumer is a GEMM, the GEMM's shared-memory copy of that operand computes it: each
+               K tile of the product is formed once (16-byte loads of its operands, stored with
+               its M/N label innermost) and read 4-wide by the inner loop like any other tile.
+               Otherwise it is inlined into its consumers.
 gemm           a contraction: labels grouped into batch (in every operand), M, N (the operand
                holding the output's last label) and K (contracted).  One label per group is
                tiled (the others are whole-block loops, or fused into K when K tiles stay inside
@@ -154,30 +156,44 @@ def _schedule_own(low, sch):
     for st in low.steps:
         by_block[st.block] = st
     inlined = set()
-    # 1) fusion: inline product-only intermediates into the contraction that consumes them
+    # 1) fusion: product-only intermediates go into the contraction that consumes them
     for st in low.steps:
-        if st.kind != "einsum" or st.red_labels or st.convert_block or len(st.operand_labels) < 2:
+        if st.kind != "einsum" or st.red_labels or len(st.operand_labels) < 2:
             continue
         if _narrow_int(st.dtype):
             # TVM's CUDA C keeps an 8/16-bit integer product unstored as C's int arithmetic
             # (``(double)(c * c)`` never wraps to uint8): only a store to the buffer narrows it
             continue
+        prod = st.convert_block or st.block  # the block writing the value in its storage dtype
         try:
-            blk = sch.get_sblock(st.block)
+            blk = sch.get_sblock(prod)
             consumers = [sch.get(c).name_hint for c in sch.get_consumers(blk)]
         except Exception:  # noqa: BLE001
             continue
         if not consumers or not all(c in by_block and by_block[c].red_labels for c in consumers):
             continue
+        # a single GEMM consumer computes it tile by tile into shared memory (each product once per
+        # K tile, not once per use in the inner loop); else it is inlined into its consumers
+        tiled = (len(consumers) == 1 and classify(by_block[consumers[0]]) == "gemm"
+                 and (GEMM_OVERRIDE or {}).get("tile_products", True))
         trial = sch.copy()
         try:
-            trial.compute_inline(trial.get_sblock(st.block))
+            if st.convert_block:  # the rounding to the storage dtype stays in the expression
+                trial.compute_inline(trial.get_sblock(st.block))
+            if not tiled:
+                trial.compute_inline(trial.get_sblock(prod))
         except Exception:  # noqa: BLE001 - it writes an output, or cannot be inlined
             continue
         sch = trial
         inlined.add(st.block)
         st.shape_class = "fuse"
-        rows.append((st.block, "fuse", f"inlined into {', '.join(consumers)} (no intermediate buffer)"))
+        if tiled:
+            buf = sch.get(sch.get_sblock(prod)).writes[0].source.name
+            by_block[consumers[0]].tile_products[buf] = prod
+            rows.append((prod, "fuse", f"computed per K tile into {consumers[0]}'s shared memory "
+                                       "(no intermediate buffer)"))
+        else:
+            rows.append((prod, "fuse", f"inlined into {', '.join(consumers)} (no intermediate buffer)"))
     # 2) every remaining block by shape class, first rule that applies wins
     for st in low.steps:
         if st.block in inlined:
@@ -194,12 +210,22 @@ def _schedule_own(low, sch):
             if blk == st.block:
                 st.shape_class = cls
             chain = _RULES.get(cls, []) + [_generic]
-            sch, rule, desc = first_rule(
-                sch, chain, (blk, st),
-                lambda r, e: f"{r.__name__.strip('_')} failed: {type(e).__name__}: {_first_line(e)}")
+            fail = lambda r, e: f"{r.__name__.strip('_')} failed: {type(e).__name__}: {_first_line(e)}"  # noqa: E731
+            rule = None
+            if blk == st.block and st.tile_products:
+                # only the SIMT GEMM computes products into its tiles; else they are inlined
+                sch, rule, desc = first_rule(sch, [_gemm], (blk, st), fail)
+                if rule is None:
+                    for prod in st.tile_products.values():
+                        sch.compute_inline(sch.get_sblock(prod))
+                        rows[:] = [(b, c, f"inlined into {st.block} (no intermediate buffer)" if b == prod else d)
+                                   for b, c, d in rows]
+                    st.tile_products.clear()
+            if rule is None:
+                sch, rule, desc = first_rule(sch, chain, (blk, st), fail)
             if rule is None:
                 raise RuntimeError(f"no GPU schedule for block {blk}: {desc}")
-            if rule is not chain[0]:
+            if rule is not chain[0] and not (rule is _gemm and st.tile_products):
                 cls = f"{cls}->{rule.__name__.strip('_')}"
             rows.append((blk, cls, desc))
     # 3) anything still unbound (blocks the rules created or missed) gets the generic binding
@@ -479,6 +505,8 @@ def _pick_k(K: str, st) -> str:
 #:   async             global->shared copies as cp.async (needs ``stages`` >= 2)
 #:   unroll_k          unroll the BK loop (more ILP, more registers)
 #:   split_k           allow split-K (rfactor) when output tiles are few
+#:   tile_products     compute a product feeding the GEMM into its shared tiles (False: inline
+#:                     it into the inner loop, as before)
 GEMM_OVERRIDE: dict | None = None
 
 
@@ -582,15 +610,34 @@ def _gemm(sch, name, st):
     # stage every operand's K tile through shared memory, loaded cooperatively
     n_reads = len(sch.get(blk).reads)
     read_labels = _read_labels(sch, blk, st)
+    read_names = [r.source.name for r in sch.get(blk).reads]
     shared = [sch.cache_read(blk, i, "shared") for i in range(n_reads)]
+    products = []
+    for ss, buf in zip(shared, read_names):
+        if buf in st.tile_products:
+            # the copy into shared memory becomes the product itself (mttkrp's jr,kr->rjk)
+            sch.compute_inline(sch.get_sblock(st.tile_products[buf]))
+            products.append(buf)
     kmajor = []
+    k_all = set(K)
     for i, ss in enumerate(shared):
         sch.compute_at(ss, ko)
         inner = sch.get_loops(ss)[below_ko:]
+        labs = read_labels[i]
+        # the tile's M or N label and, when only K labels follow it and K ends it, its position:
+        # such a tile can be stored K-major (that label innermost)
+        pos = next((labs.index(c) for c in (m_in, n_in) if labs and c in labs), None)
+        kt = bool(cfg["kt"] and pos is not None and labs[-1] == k_in and pos < len(labs) - 1
+                  and all(c in k_all for c in labs[pos + 1:]))
+        tiled = [c for c in labs or "" if c in (m_in, n_in, k_in)]  # the tile's non-unit axes
+        if kt and read_names[i] in products and len(inner) == len(tiled) > 1:
+            # a computed tile reads its operands along the same label: make it the innermost loop,
+            # so the product is formed from 16-byte loads and written with 16-byte stores
+            j = tiled.index(labs[pos])
+            sch.reorder(*inner[j + 1:], inner[j])
+            inner = sch.get_loops(ss)[below_ko:]
         f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         total = _ext(sch, f)
-        labs = read_labels[i]
-        kt = bool(cfg["kt"] and labs and len(labs) >= 2 and labs[-1] == k_in and labs[-2] in (m_in, n_in))
         vec = 4 if total % (nthreads * 4) == 0 else (2 if total % (nthreads * 2) == 0 else 1)
         if kt and cfg["async"] and not cfg.get("tvm_bug_async_strided"):
             # TVM 0.27's InjectPTXAsyncCopy turns a vector copy into one 16-byte cp.async even when
@@ -605,12 +652,12 @@ def _gemm(sch, name, st):
         sch.bind(fy, "threadIdx.y")
         sch.bind(fx, "threadIdx.x")
         if kt:
-            # K-major tile: [.., x, k] -> [.., k, x], rows padded to a 16-byte multiple + 4 words
+            # K-major tile: [.., x, k..] -> [.., k.., x], rows padded to a 16-byte multiple + 4 words
             nd = len(labs)
-            sch.transform_layout(ss, ("write", 0), lambda *idx: (*idx[:-2], idx[-1], idx[-2]))
-            width = BM if labs[-2] == m_in else BN
+            sch.transform_layout(ss, ("write", 0), _move_last(pos))
+            width = BM if labs[pos] == m_in else BN
             sch.storage_align(ss, 0, axis=nd - 2, factor=32 if width >= 32 else width, offset=4)
-            kmajor.append(labs[-2])
+            kmajor.append(labs[pos])
     if cfg["unroll_k"]:
         sch.unroll(ki)  # measured: ~5-8 % slower on big-K GEMMs, 1.3-1.8x faster on attn/tucker/mttkrp
     sch.unroll(mi)
@@ -644,6 +691,11 @@ def _gemm(sch, name, st):
     return (f"batch/outer {''.join(outer) or '-'}, tiles over {tiled}{', serial K ' + ''.join(k_out) if k_out else ''}: "
             f"block tile {BM}x{BN}x{BK}, {ty}x{tx} threads, {tm}x({n2}x{nv}) per thread, "
             f"{len(shared)} operands via shared memory{''.join(', ' + e for e in extras)}{desc_split}")
+
+
+def _move_last(pos: int):
+    """An index map moving axis ``pos`` to the end (TVM calls it with the indices only)."""
+    return lambda *idx: (*idx[:pos], *idx[pos + 1:], idx[pos])
 
 
 def _read_labels(sch, blk, st):

@@ -99,6 +99,56 @@ def test_k_major_tiles_are_the_default_for_k_contiguous_operands():
     assert "float4 " in src or "*(float4*)" in src
 
 
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32"])
+@pytest.mark.parametrize("expr,shapes", [
+    ("ijk,jr,kr->ir", [(64, 64, 64), (64, 16), (64, 16)]),   # mttkrp: K = (j,k) fused, split-K
+    ("ijk,jr,kr->ir", [(32, 24, 40), (24, 8), (40, 8)]),      # K tile not a 16-multiple
+    ("ijk,jr,kr->ir", [(64, 8, 24), (8, 64), (24, 64)]),
+    ("ia,ib,abj->ij", [(48, 16), (48, 16), (16, 16, 40)]),    # the product on the M side
+    ("ir,jr,ijk->kr", [(32, 16), (24, 16), (32, 24, 48)]),    # the operands' order swapped
+])
+def test_products_feeding_a_gemm_are_computed_into_its_shared_tiles(expr, shapes, dtype):
+    """An elementwise product that only feeds a contraction (mttkrp's Khatri-Rao ``jr,kr->rjk``)
+    is formed per K tile in the GEMM's shared memory: no intermediate buffer, and each product
+    computed once per tile rather than in the inner loop of every thread that reads it."""
+    k = _check(expr, shapes, dtype)
+    fused = [r for r in k.built.plan if r[1] == "fuse"]
+    assert len(fused) == 1, k.built.plan
+    assert "shared memory" in fused[0][2], fused
+    gemm = [r for r in k.built.plan if r[1] == "gemm"]
+    assert len(gemm) == 1 and "2 operands via shared memory" in gemm[0][2], k.built.plan
+    # the product's tile is stored with its M/N label innermost (read 4-wide in the inner loop)
+    assert "K-major shared tiles" in gemm[0][2], gemm
+    # the program's product buffer is never allocated: only its shared tile exists
+    src = k.built.rt_mod.imports[0].inspect_source()
+    prod = fused[0][0]
+    assert f"{prod}_shared_ptr[" in src and f" {prod}_ptr" not in src, src[:3000]
+
+
+def test_tile_products_knob_off_inlines_the_product_into_the_inner_loop():
+    k = _check("ijk,jr,kr->ir", [(64, 64, 64), (64, 16), (64, 16)], override={"tile_products": False})
+    fused = [r for r in k.built.plan if r[1] == "fuse"]
+    gemm = [r for r in k.built.plan if r[1] == "gemm"]
+    assert len(fused) == 1 and "inlined into" in fused[0][2], k.built.plan
+    assert len(gemm) == 1 and "3 operands via shared memory" in gemm[0][2], k.built.plan
+
+
+def test_a_product_whose_gemm_rule_fails_is_still_inlined(monkeypatch):
+    """When the SIMT GEMM rule cannot take the consumer, the product falls back to being inlined
+    into whichever rule does (the results stay right, no separate product kernel)."""
+    from einc.lowering import schedules_gpu
+
+    def broken(*a, **kw):
+        raise ValueError("no gemm today")
+
+    monkeypatch.setattr(schedules_gpu, "_gemm", broken)
+    monkeypatch.setitem(schedules_gpu._RULES, "gemm", [broken, schedules_gpu._reduce_outer])
+    k = _check("ijk,jr,kr->ir", [(16, 8, 8), (8, 4), (8, 4)])
+    fused = [r for r in k.built.plan if r[1] == "fuse"]
+    assert fused and all("inlined" in r[2] for r in fused), k.built.plan
+    assert not any(r[1] == "gemm" for r in k.built.plan), k.built.plan
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64", "int32"])
 @pytest.mark.parametrize("expr,shapes", [
     ("ii->", [(100, 100)]),           # diagonal + a reduction to one value (one block, cross-thread)
