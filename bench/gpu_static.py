@@ -6,7 +6,7 @@ kernel's hottest loop.
     python bench/gpu_static.py --json static.json
 
 Per kernel: registers, stack frame (local memory: a spilled or over-approximated register tile),
-static shared memory, resident 256-thread blocks per SM those allow (H100: 64K registers,
+static shared memory, threads per block, the resident blocks per SM those allow (H100: 64K registers,
 228 KiB shared memory, at most 32 blocks), and for the loop with the most floating-point FMAs
 (the GEMM main loop): its instruction count, the FFMA/HFMA2/HMMA share of it, and the shared-memory
 loads per FMA.  Those bound what the kernel can reach — one warp instruction issues per scheduler
@@ -60,7 +60,8 @@ class KernelStatic:
     registers: int
     stack_bytes: int
     smem_bytes: int
-    blocks_per_sm: int  # of 256 threads
+    threads: int  # per block (``__launch_bounds__``; 256 when the source does not say)
+    blocks_per_sm: int
     loop_instrs: int = 0  # the hottest loop (most FMAs); 0 when no SASS or no loop
     loop_fmas: int = 0
     loop_shared_loads: int = 0
@@ -72,7 +73,8 @@ class KernelStatic:
 
 
 def _blocks_per_sm(regs: int, smem: int, threads: int = 256) -> int:
-    by_regs = REGS_PER_SM // max(1, regs * threads)
+    regs = -(-max(1, regs) // 8) * 8  # allocated per warp in units of 256 registers
+    by_regs = REGS_PER_SM // (regs * threads)
     by_smem = SMEM_PER_SM // smem if smem else MAX_BLOCKS_PER_SM
     return max(0, min(by_regs, by_smem, MAX_BLOCKS_PER_SM))
 
@@ -149,9 +151,13 @@ def analyse_source(cuda_src: str, arch: str = "sm_90", workdir: str | None = Non
                 fmas = sum(_is_fma(o) for o in ops)
                 if fmas and (kern not in hot or fmas > hot[kern][0]):
                     hot[kern] = (fmas, ops)
+    bounds = {m.group(2): int(m.group(1))
+              for m in re.finditer(r"__launch_bounds__\((\d+)\)\s+(\w+)\s*\(", cuda_src)}
     out = []
     for kern, rr in res.items():
-        k = KernelStatic(kern, rr["registers"], rr["stack"], rr["smem"], _blocks_per_sm(rr["registers"], rr["smem"]))
+        thr = bounds.get(kern, 256)
+        k = KernelStatic(kern, rr["registers"], rr["stack"], rr["smem"], thr,
+                         _blocks_per_sm(rr["registers"], rr["smem"], thr))
         if kern in hot:
             fmas, ops = hot[kern]
             k.loop_instrs, k.loop_fmas = len(ops), fmas
@@ -195,7 +201,7 @@ def main(argv=None) -> int:
     names = a.cases.split(",") if a.cases else list(suite)
     override = json.loads(a.override) if a.override else None
     rows = []
-    print(f"{'case':12} {'kernel':14} {'regs':>4} {'stack':>5} {'smem':>6} {'blk/SM':>6} "
+    print(f"{'case':12} {'kernel':14} {'regs':>4} {'stack':>5} {'smem':>6} {'thr':>4} {'blk/SM':>6} "
           f"{'loop':>5} {'FMA%':>5} {'FMA/LDS':>7}  loop mix")
     for n in names:
         c = suite[n]
@@ -203,7 +209,7 @@ def main(argv=None) -> int:
         for k in kernels:
             per_lds = k.loop_fmas / k.loop_shared_loads if k.loop_shared_loads else float("nan")
             mix = ", ".join(f"{op} {n}" for op, n in list(k.loop_mix.items())[:4])
-            print(f"{n:12} {k.name[:14]:14} {k.registers:4} {k.stack_bytes:5} {k.smem_bytes:6} {k.blocks_per_sm:6} "
+            print(f"{n:12} {k.name[:14]:14} {k.registers:4} {k.stack_bytes:5} {k.smem_bytes:6} {k.threads:4} {k.blocks_per_sm:6} "
                   f"{k.loop_instrs:5} {100 * k.fma_share:5.1f} {per_lds:7.1f}  {mix}")
             rows.append({"case": n, **asdict(k), "fma_share": k.fma_share})
     if a.json:
