@@ -78,8 +78,9 @@ TVM_BUGS = {
                        f"vectorizing a loop of more than {MAX_VECTOR_LANES} iterations makes LLVM codegen "
                        "run for minutes"),
     # cuda-emu: with the GEMM knob async=1, InjectPTXAsyncCopy fails an ICHECK on some vectorised
-    # global->shared copies (tucker 'ijk,ai,bj,ck->abc' at size 32); async is never einc's default,
-    # so the fuzzer refuses the build after TVM's check rather than changing einc's schedule
+    # global->shared copies (tucker 'ijk,ai,bj,ck->abc' at size 32).  einc's GEMM copies tiles of
+    # intermediate buffers 4 bytes at a time under async (knob tvm_bug_async_lanes=1 undoes that);
+    # should another path still hit it, the fuzzer refuses the build after TVM's check
     # TVM-only reproducer: corpus/tvm_bugs/async_copy_lanes/repro_tvm.py (the global source is an
     # intermediate buffer StorageRewrite retyped to float32x4: scalar-index load, 4-lane Ramp store)
     "async_copy_lanes": ("tests/test_fuzz_cuda_emu.py::test_async_copy_lanes_crash_is_a_known_tvm_bug",

@@ -611,6 +611,7 @@ def _gemm(sch, name, st):
     n_reads = len(sch.get(blk).reads)
     read_labels = _read_labels(sch, blk, st)
     read_names = [r.source.name for r in sch.get(blk).reads]
+    scratch = {b.name for b in sch.get(sch.get_sblock("root")).alloc_buffers}  # intermediates
     shared = [sch.cache_read(blk, i, "shared") for i in range(n_reads)]
     products = []
     for ss, buf in zip(shared, read_names):
@@ -643,6 +644,11 @@ def _gemm(sch, name, st):
             # TVM 0.27's InjectPTXAsyncCopy turns a vector copy into one 16-byte cp.async even when
             # the shared side is strided (the K-major tile): wrong results.  4-byte copies are exact
             # (``tvm_bug_async_strided=True`` leaves the vector copy, to show the bug in a test).
+            vec = 1
+        if cfg["async"] and read_names[i] in scratch and not cfg.get("tvm_bug_async_lanes"):
+            # an intermediate buffer read 4-wide everywhere is retyped float32x4 by StorageRewrite,
+            # and InjectPTXAsyncCopy then fails an ICHECK on the 4-wide copy (ao_to_mo, tucker):
+            # copy such a tile 4 bytes at a time (``tvm_bug_async_lanes=True`` shows the bug)
             vec = 1
         if vec > 1:
             fo, fy, fx, fv = sch.split(f, [None, ty, tx, vec])

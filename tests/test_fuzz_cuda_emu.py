@@ -184,9 +184,11 @@ def test_real_host_compile_error_is_a_codegen_compile_error(monkeypatch):
 
 @emu
 def test_async_copy_lanes_crash_is_a_known_tvm_bug(monkeypatch):
-    """TVM 0.27's InjectPTXAsyncCopy fails an ICHECK for the GEMM knob async=1 on the second step of
-    the decomposed tucker contraction at size 32: the fuzzer refuses it (``TVM_BUGS['async_copy_lanes']``)
-    instead of reporting it again.  Without the knob the same program builds."""
+    """TVM 0.27's InjectPTXAsyncCopy fails an ICHECK for cp.async copies (GEMM knob async=1) of an
+    intermediate buffer read 4-wide, on the second step of the decomposed tucker contraction at
+    size 32: the fuzzer refuses it (``TVM_BUGS['async_copy_lanes']``) instead of reporting it again.
+    einc's schedule keeps clear of it (4-byte copies of such tiles); ``tvm_bug_async_lanes``
+    switches that off to show the bug.  Without the knobs the same program builds."""
     from einc.errors import Unsupported
     from einc.lowering import fuzz_hooks
 
@@ -196,8 +198,9 @@ def test_async_copy_lanes_crash_is_a_known_tvm_bug(monkeypatch):
                    (Einsum("out_0", ("t0", "t1"), ("abc", "da"), "dbc", t3),
                     Einsum("out_1", ("t2", "out_0"), ("ab", "cbd"), "cad", t3)), ("out_1",))
     with pytest.raises(Unsupported, match="TVM bug") as e:
-        fuzz_hooks.build_cuda_emu(prog, gpu_knobs={"async": True})
+        fuzz_hooks.build_cuda_emu(prog, gpu_knobs={"async": True, "tvm_bug_async_lanes": True})
     assert fuzz_hooks.TVM_BUGS["async_copy_lanes"][0] in str(e.value)
+    fuzz_hooks.build_cuda_emu(prog, gpu_knobs={"async": True})
     fuzz_hooks.build_cuda_emu(prog)
 
 

@@ -91,6 +91,23 @@ def test_gemm_knobs_all_give_the_same_results(expr, shapes, override):
     _check(expr, shapes, override=override)
 
 
+@pytest.mark.parametrize("name,shapes", [
+    ("ao_to_mo", [(4, 32), (4, 32), (32, 32, 32, 32), (4, 32), (4, 32)]),
+    ("tucker_ttm", [(32, 32, 32), (32, 32), (32, 32), (32, 32)]),
+])
+def test_async_copies_of_intermediate_buffers(name, shapes):
+    """cp.async (knob async) on multi-step programs: a GEMM reading the previous step's result
+    copies it 4 bytes at a time, clear of TVM's InjectPTXAsyncCopy ICHECK (neither compiled with
+    async before; ``tvm_bug_async_lanes`` brings the 16-byte copies and the ICHECK back), and the
+    results stay right."""
+    from einc.errors import CompileError
+
+    k = _check(GPU_CASES[name]["expr"], shapes, override={"async": True})
+    assert all(r[1] == "gemm" and "cp.async pipeline" in r[2] for r in k.built.plan), k.built.plan
+    with pytest.raises(CompileError, match="lanes"):
+        _check(GPU_CASES[name]["expr"], shapes, override={"async": True, "tvm_bug_async_lanes": True})
+
+
 def test_k_major_tiles_are_the_default_for_k_contiguous_operands():
     k = _check("bhqd,bhkd->bhqk", [(2, 2, 128, 64), (2, 2, 128, 64)])
     desc = k.built.plan[0][2]
