@@ -300,6 +300,8 @@ class Kernel:
         return "\n".join(lines)
 
     def source(self, kind: str = "ir") -> str:
+        """The program after passes (``ir``), the scheduled TensorIR (``tir``) or, for a CUDA
+        kernel, the CUDA C TVM generated (``cuda``)."""
         if kind == "ir":
             return _program_text(self.program)
         if kind == "tir":
@@ -312,7 +314,12 @@ class Kernel:
 
                 self.built.mod = schedule_only(self.program, self.target)
             return self.built.tir()
-        raise EincError(f"source kind {kind!r}: expected 'ir' or 'tir'")
+        if kind == "cuda":
+            cuda = [m for m in getattr(getattr(self.built, "rt_mod", None), "imports", []) if m.kind == "cuda"]
+            if not cuda:
+                raise Unsupported("no CUDA C for this kernel (compile it with target='cuda')")
+            return cuda[0].inspect_source()
+        raise EincError(f"source kind {kind!r}: expected 'ir', 'tir' or 'cuda'")
 
     def __repr__(self):
         sig = ", ".join(str(t) for t in self.in_types)

@@ -331,6 +331,57 @@ FMA_SHARE_FLOOR = {"matmul": 0.90, "batched_mm": 0.90, "moe": 0.90, "attn_scores
                    "tucker_ttm": 0.90, "mttkrp": 0.84, "ao_to_mo": 0.78}
 
 
+def test_cli_resources_and_cuda_source(capsys):
+    """``einc compile --target cuda --resources`` prints ptxas' figures per kernel (no GPU needed),
+    ``--emit cuda`` the CUDA C; both refuse a CPU target with an einc error before compiling."""
+    from einc.cli import main
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not on PATH")
+    assert main(["compile", "ik,kj->ij", "--shapes", "256x128,128x256", "--target", "cuda", "--no-cache",
+                 "--resources"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln.split() for ln in out.splitlines()[1:] if ln.startswith("main_kernel")]
+    assert lines, out
+    regs, stack, smem, threads, blocks = map(int, lines[0][1:6])
+    assert 0 < regs <= 255 and stack == 0 and smem > 0 and threads == 256 and blocks >= 1, out
+    assert main(["compile", "ik,kj->ij", "--shapes", "64x32,32x16", "--target", "cuda", "--emit", "cuda"]) == 0
+    src = capsys.readouterr().out
+    assert "__global__" in src and "main_kernel" in src
+    for flags in (["--resources"], ["--emit", "cuda"]):
+        assert main(["compile", "ik,kj->ij", "--shapes", "4x4,4x4", *flags]) != 0
+        assert "needs a CUDA target" in capsys.readouterr().err
+
+
+def test_resources_need_nvcc_and_a_valid_arch(monkeypatch):
+    from einc.errors import EincError
+    from einc.lowering import cuda_static
+
+    with pytest.raises(EincError, match="sm_XY"):
+        cuda_static.analyse_source("", "compute_90; rm -rf /")
+    monkeypatch.setattr(cuda_static.shutil, "which", lambda name: None)
+    with pytest.raises(EincError, match="nvcc on PATH"):
+        cuda_static.analyse_source("", "sm_90")
+
+
+def test_sass_loop_parser_finds_the_loop_and_its_fmas():
+    """``sass_loops`` on nvdisasm-shaped text: the instructions from a label to the branch back to it."""
+    from einc.lowering.cuda_static import sass_loops
+
+    sass = """
+        .text.main_kernel:
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+.L_x_0:
+        /*0010*/                   LDS.128 R4, [R2] ;
+        /*0020*/                   FFMA R8, R4, R5, R8 ;
+        /*0030*/              @P0  FFMA R9, R4, R6, R9 ;
+        /*0040*/              @P1  BRA `(.L_x_0) ;
+        /*0050*/                   EXIT ;
+"""
+    loops = list(sass_loops(sass))
+    assert loops == [("main_kernel", ["LDS.128", "FFMA", "FFMA", "BRA"])]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FMA_SHARE_FLOOR))
 def test_full_size_kernels_fit_registers_and_their_main_loops_are_mostly_fmas(name):
@@ -344,7 +395,7 @@ def test_full_size_kernels_fit_registers_and_their_main_loops_are_mostly_fmas(na
     in the inner loop gave 75 %)."""
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not on PATH")
-    from einc.bench.gpu_static import analyse_source, nvdisasm
+    from einc.lowering.cuda_static import analyse_source, nvdisasm
     from einc.lowering.build import build
 
     case = GPU_CASES[name]

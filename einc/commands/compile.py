@@ -2,6 +2,7 @@
 
     einc compile "bik,bkj->bij" --shapes 8x64x32,8x32x16 -o bmm.so      # + bmm.so.json
     einc compile "ik,kj->ij" --shapes 512x256,256x128 --emit tir         # print the scheduled TIR
+    einc compile "ik,kj->ij" --shapes 4096x4096,4096x4096 --target cuda --resources   # ptxas, SASS
     einc compile model.ein --emit ir --pipeline "canonicalize,decompose{path=optimal}"
 
 Kernels go through the kernel cache (``EINC_CACHE_DIR``); ``--no-cache`` builds afresh.  Without
@@ -32,7 +33,11 @@ def add_program_arguments(p: argparse.ArgumentParser, *, shapes_required: bool =
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_program_arguments(p)
     p.add_argument("-o", "--output", metavar="PATH", help="write the kernel library here (+ PATH.json metadata)")
-    p.add_argument("--emit", choices=("ir", "tir"), help="print the IR after passes, or the scheduled TensorIR")
+    p.add_argument("--emit", choices=("ir", "tir", "cuda"),
+                   help="print the IR after passes, the scheduled TensorIR, or the CUDA C (cuda targets)")
+    p.add_argument("--resources", action="store_true",
+                   help="cuda targets: print each kernel's registers, spills, shared memory, blocks per SM "
+                        "and main-loop instruction mix (needs nvcc; the SASS mix needs nvdisasm, no GPU)")
 
 
 def load_program(args, shapes=None, dtypes=None):
@@ -114,6 +119,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target.strip().lower() in ("interp", "numpy"):
         raise EincError("einc compile needs a compiled target; 'interp' has nothing to compile (use einc run)")
+    if args.resources or args.emit == "cuda":
+        import json
+
+        from einc.lowering.target import resolve
+
+        if json.loads(resolve(args.target)).get("kind") != "cuda":
+            raise EincError(f"{'--resources' if args.resources else '--emit cuda'} needs a CUDA target "
+                            f"(--target cuda); got {args.target!r}")
     prog0, prog, pipeline = load_program(args)
     if args.emit == "ir":
         from einc.ir.printer import print_program
@@ -127,16 +140,33 @@ def run(args: argparse.Namespace) -> int:
                                source_program=prog0, pipeline=pipeline,
                                subscripts=args.source if args.shapes is not None else None)
     dt = time.perf_counter() - t0
-    if args.emit == "tir":
-        sys.stdout.write(k.source("tir").rstrip("\n") + "\n")
+    if args.emit in ("tir", "cuda"):
+        sys.stdout.write(k.source(args.emit).rstrip("\n") + "\n")
+    if args.resources:
+        _print_resources(k)
     if args.output:
         path = export_kernel(k, args.output)
         print(f"wrote {path} and {path}.json ({os.path.getsize(path)} bytes)", file=sys.stderr)
-    if not args.emit and not args.output:
+    if not args.emit and not args.output and not args.resources:
         print(k.explain())
     print(f"kernel: {origin} in {dt * 1e3:.0f} ms (cache {_cache_dir() if not args.no_cache else 'off'})",
           file=sys.stderr)
     return 0
+
+
+def _print_resources(k) -> None:
+    from einc.lowering.cuda_static import kernel_resources, nvdisasm
+
+    rows = kernel_resources(k)
+    print(f"{'kernel':16} {'regs':>4} {'stack':>6} {'smem':>6} {'threads':>7} {'blocks/SM':>9}  main loop")
+    for r in rows:
+        loop = "-"
+        if r.loop_instrs:
+            loop = (f"{r.loop_instrs} instructions, {100 * r.fma_share:.0f}% FMA, "
+                    f"{r.loop_fmas / max(1, r.loop_shared_loads):.1f} FMA per shared load")
+        elif nvdisasm() is None:
+            loop = "(no nvdisasm: pip install 'einc[sass]')"
+        print(f"{r.name:16} {r.registers:4} {r.stack_bytes:6} {r.smem_bytes:6} {r.threads:7} {r.blocks_per_sm:9}  {loop}")
 
 
 def _cache_dir() -> str:
