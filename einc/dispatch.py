@@ -201,7 +201,9 @@ class FastCall:
         from einc.ir.types import np_dtype
 
         self.kernel = kernel
-        self.fn = None if kernel.interpreted else kernel._fn
+        # a CUDA kernel takes device arrays: numpy goes through Kernel.__call__ (copies, or a clear
+        # error without a GPU), never straight to the CUDA function
+        self.fn = None if kernel.interpreted or kernel._cuda else kernel._fn
         self.ins = [(t.shape, np_dtype(t.dtype), t.dtype == "bfloat16") for t in kernel.in_types]
         self.outs = [(t.shape, np_dtype(t.dtype), t.dtype == "bfloat16") for t in kernel.out_types]
 

@@ -206,6 +206,7 @@ class KernelCache:
         self.stats = {"memory": 0, "disk": 0, "miss": 0, "corrupt": 0, "write_failed": 0}
         self._lock = threading.Lock()
         self._warned = False
+        self._unloadable: set[str] = set()  # good disk entries this machine cannot load
 
     @property
     def directory(self) -> Path:
@@ -228,6 +229,11 @@ class KernelCache:
         if e is None:
             return None
         if load:
+            if _cuda_without_gpu(e.meta):
+                # a good entry this machine cannot load (no CUDA runtime/GPU): a miss, not corruption;
+                # the rebuild serves cross-compilation and leaves the entry on disk as it was
+                self._unloadable.add(key)
+                return None
             try:
                 e.module = self.loader(e.payload, e.meta)
             except Exception as exc:  # a verified file that still fails to load: rebuild it
@@ -267,7 +273,7 @@ class KernelCache:
         e = Entry(key, payload, dict(meta or {}), module, origin="built")
         with self._lock:
             self.memory[key] = e
-        if self.disk:
+        if self.disk and key not in self._unloadable:
             try:
                 atomic_write(self.path(key), encode_entry(key, payload, e.meta))
             except OSError as exc:
@@ -325,6 +331,18 @@ class KernelCache:
         if not self._warned:
             self._warned = True
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _cuda_without_gpu(meta) -> bool:
+    try:
+        kind = json.loads((meta or {}).get("target") or "{}").get("kind")
+    except (TypeError, ValueError, AttributeError):
+        return False
+    if kind != "cuda":
+        return False
+    from ._tvm import cuda_exists
+
+    return not cuda_exists()
 
 
 # ---------------------------------------------------------------------------------------------

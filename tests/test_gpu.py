@@ -313,6 +313,53 @@ def test_dlight_is_the_fallback_when_own_rules_break(monkeypatch):
     assert [m.kind for m in b.rt_mod.imports] == ["cuda"]
 
 
+def test_einsum_on_numpy_with_a_cuda_target(monkeypatch, tmp_path):
+    """``einc.einsum(..., target="cuda")`` on numpy arrays goes through the kernel's CUDA path
+    (copies to the device and back), never straight into the CUDA function with host arrays (TVM's
+    raw "Mismatched device_type" before); without a GPU it is an einc error saying so."""
+    import warnings
+
+    import einc
+    from einc.errors import Unsupported
+
+    monkeypatch.setenv("EINC_CACHE_DIR", str(tmp_path))
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    b = np.arange(20, dtype=np.float32).reshape(4, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a compile failure would warn and interpret
+        if gpu_present():
+            np.testing.assert_allclose(einc.einsum("ik,kj->ij", a, b, target="cuda"), a @ b, rtol=1e-6)
+        else:
+            for _ in range(2):  # the second call is planned already (dispatch's fast path)
+                with pytest.raises(Unsupported, match="no GPU is present"):
+                    einc.einsum("ik,kj->ij", a, b, target="cuda")
+
+
+def test_cuda_kernels_in_the_disk_cache_are_not_corrupt_without_a_gpu(monkeypatch, tmp_path):
+    """A CUDA entry a GPU-less machine cannot load is a quiet miss (rebuilt for cross-compiling),
+    not a 'failed to load, rebuilding' warning, and the entry stays as it was."""
+    import warnings
+
+    import einc
+    from einc.lowering import cache as C
+
+    if gpu_present():
+        pytest.skip("a GPU is here: the entry loads")
+    monkeypatch.setenv("EINC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(C, "_DEFAULT", None, raising=False)
+    einc.compile("ik,kj->ij", (16, 8), (8, 4), target="cuda")
+    files = sorted(tmp_path.rglob("*.ekc"))
+    assert files, list(tmp_path.rglob("*"))
+    before = [f.read_bytes() for f in files]
+    C.default_cache().memory.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        k = einc.compile("ik,kj->ij", (16, 8), (8, 4), target="cuda")
+    assert k.built.plan[0][1] == "gemm"
+    assert C.default_cache().stats["corrupt"] == 0
+    assert [f.read_bytes() for f in sorted(tmp_path.rglob("*.ekc"))] == before
+
+
 def test_cli_cross_compiles_for_cuda_without_gpu(tmp_path, capsys):
     from einc.cli import main
 
