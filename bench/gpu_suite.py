@@ -3,6 +3,8 @@
     python bench/gpu_suite.py                              # every gpu case of bench/suite.json
     python bench/gpu_suite.py --cases matmul,mttkrp --json out.json
     python bench/gpu_suite.py --scale 0.25                 # every extent / 4 (quick look)
+    einc bench --target cuda                               # the same, from the CLI
+    einc bench "ik,kj->ij" --shapes 4096x4096,4096x4096 --target cuda --json
 
 TF32 is off on both sides (``torch.backends.cuda.matmul.allow_tf32 = False``, the same for cuDNN):
 einc's float32 kernels are plain FP32 FMA, so the comparison is FP32 against FP32.  Inputs are
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -31,9 +32,9 @@ SUITE = Path(__file__).with_name("suite.json")
 _SHARED_SUITE = Path("/work/shared/bench/suite.json")
 
 
-def load_suite(path: str | None = None) -> dict:
+def load_suite(path: str | None = None, section: str = "gpu") -> dict:
     p = Path(path) if path else (SUITE if SUITE.exists() else _SHARED_SUITE)
-    return json.loads(p.read_text())["gpu"]
+    return json.loads(p.read_text())[section]
 
 
 def cuda_time(fn, *, iters: int = 10, repeat: int = 5, warmup: int = 2) -> dict:
@@ -73,7 +74,8 @@ def _scaled(shapes, scale: float):
     return [[max(1, int(round(d * scale))) for d in s] for s in shapes]
 
 
-def bench_case(name: str, expr: str, shapes, *, repeat: int = 5, tol: float = 1e-4, seed: int = 0) -> dict:
+def bench_case(name: str, expr: str, shapes, *, repeat: int = 5, tol: float = 1e-4, seed: int = 0,
+               target="cuda") -> dict:
     import torch
 
     import einc
@@ -92,7 +94,7 @@ def bench_case(name: str, expr: str, shapes, *, repeat: int = 5, tol: float = 1e
     ref = ref.contiguous()
     try:
         t0 = time.perf_counter()
-        k = einc.compile(expr, *xs, target="cuda")
+        k = einc.compile(expr, *xs, target=target)
         row["compile_s"] = time.perf_counter() - t0
         row["plan"] = [list(r) for r in getattr(k.built, "plan", [])]
         out = torch.empty_like(ref)
@@ -161,41 +163,63 @@ def render(rows) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("expr", nargs="?", metavar="EXPR", help="one einsum to time (with --shapes) instead of the suite")
+    ap.add_argument("--shapes", help="operand shapes for EXPR, e.g. 512x512,512x512")
     ap.add_argument("--cases", help="comma-separated case names (default: all gpu cases)")
     ap.add_argument("--suite", help="suite JSON (default bench/suite.json)")
+    ap.add_argument("--section", default="gpu", help="suite section (default gpu)")
+    ap.add_argument("--target", default="cuda", help="einc's target: cuda or a JSON cuda target (default cuda)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every extent (quick runs)")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--json", metavar="PATH", help="write the rows and the summary here")
+    ap.add_argument("--json", metavar="PATH", help="write the rows and the summary here ('-': print them)")
     args = ap.parse_args(argv)
+    if bool(args.expr) != bool(args.shapes):
+        ap.error("EXPR and --shapes go together")
 
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        print("einc bench --target cuda: needs torch with CUDA (the arrays and the comparison)", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
-        print("no CUDA device: nothing to benchmark", file=sys.stderr)
+        print("einc bench --target cuda: no CUDA device here, nothing to time (einc compile --target cuda "
+              "--resources shows what can be known without one)", file=sys.stderr)
         return 2
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    suite = load_suite(args.suite)
+    if args.expr:
+        from einc.cli import parse_shapes
+
+        suite = {"expr": {"expr": args.expr, "shapes": parse_shapes(args.shapes)}}
+    else:
+        suite = load_suite(args.suite, args.section)
     names = args.cases.split(",") if args.cases else list(suite)
+    unknown = [n for n in names if n not in suite]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; the suite has {', '.join(suite)}")
+    quiet = args.json == "-"
     rows = []
     for n in names:
         case = suite[n]
-        r = bench_case(n, case["expr"], _scaled(case["shapes"], args.scale), repeat=args.repeat)
+        r = bench_case(n, case["expr"], _scaled(case["shapes"], args.scale), repeat=args.repeat, target=args.target)
         rows.append(r)
-        print(render([r]).splitlines()[1], flush=True)
+        if not quiet:
+            print(render([r]).splitlines()[1], flush=True)
         torch.cuda.empty_cache()
-    print()
     table = render(rows)
-    print(table)
+    if not quiet:
+        print()
+        print(table)
     ratios = [r["ratio"] for r in rows if r.get("ratio")]
     summary = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "tf32": False,
                "geomean_torch_over_einc": math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None,
                "cases": len(rows), "failed": [r["name"] for r in rows if not r.get("ok")]}
-    if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"summary": summary, "rows": rows}, f, indent=1)
-        os.replace(tmp, args.json)
+    if quiet:
+        print(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    elif args.json:
+        from einc.fileio import atomic_write
+
+        atomic_write(args.json, json.dumps({"summary": summary, "rows": rows}, indent=1))
     return 0 if not summary["failed"] else 1
 
 

@@ -147,6 +147,34 @@ def test_bench_argv_is_checked_before_spawning():
         suite_argv(build_parser().parse_args(["bench", "ij->i", "--shapes", "2x3", "--suite", "x.json"]))
 
 
+def test_bench_target_cuda_runs_the_gpu_suite_and_refuses_cpu_only_flags():
+    from einc.cli import build_parser
+    from einc.commands.bench import suite_argv
+    from einc.errors import EincError
+
+    args = build_parser().parse_args(["bench", "ik,kj->ij", "--shapes", "8x8,8x8", "--target", "cuda", "--json"])
+    assert suite_argv(args) == ["ik,kj->ij", "--shapes", "8x8,8x8", "--target", "cuda", "--json", "-"]
+    args = build_parser().parse_args(["bench", "--target", "cuda", "--cases", "matmul", "--repeat", "3"])
+    assert suite_argv(args) == ["--cases", "matmul", "--repeat", "3", "--target", "cuda"]
+    for flags in (["--threads", "2"], ["--peers", "numpy"], ["--overhead"], ["--dtype", "float16"]):
+        with pytest.raises(EincError, match="only apply to the CPU benchmark"):
+            suite_argv(build_parser().parse_args(["bench", "--target", "cuda", *flags]))
+
+
+def test_bench_target_cuda_without_a_gpu_says_so(tmp_path):
+    """No GPU (or no torch): exit status 2 and a sentence, not a traceback."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is here")
+    except ImportError:
+        pass
+    p = einc_cli("bench", "ik,kj->ij", "--shapes", "8x8,8x8", "--target", "cuda", cache_dir=tmp_path)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "einc bench --target cuda:" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
 # -- with TVM -------------------------------------------------------------------------------------------
 
 @pytest.mark.tvm

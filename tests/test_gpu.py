@@ -211,6 +211,20 @@ def _check(expr, shapes, dtype="float32", rtol=1e-4, atol=1e-4, seed=0):
 
 
 @pytest.mark.gpu
+def test_cli_bench_one_expression_on_the_gpu(gpu):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "einc", "bench", "bik,bkj->bij", "--shapes", "4x128x64,4x64x96",
+                        "--target", "cuda", "--repeat", "2", "--json"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    doc = json.loads(p.stdout)
+    (row,) = doc["rows"]
+    assert row["ok"] and row["ratio"] > 0 and row["einc"]["median_ms"] > 0, row
+    assert doc["summary"]["tf32"] is False
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", sorted(GPU_CASES))
 def test_gpu_suite_case_matches_interp(gpu, name):
     case = GPU_CASES[name]

@@ -1,8 +1,11 @@
-"""``einc bench``: time einc's kernels against numpy, opt_einsum and torch (``bench/cpu_suite.py``).
+"""``einc bench``: time einc's kernels against numpy, opt_einsum and torch (``bench/cpu_suite.py``),
+or with ``--target cuda`` its CUDA kernels against ``torch.einsum`` on the GPU (``bench/gpu_suite.py``).
 
     einc bench                                         # the cpu cases of the bundled suite
     einc bench "ik,kj->ij" --shapes 1024x1024,1024x1024 --json
     einc bench --suite my_suite.json --cases matmul,mttkrp --threads 2 --overhead
+    einc bench --target cuda                           # the gpu cases, on a GPU, TF32 off
+    einc bench "bik,bkj->bij" --shapes 64x512x512,64x512x512 --target cuda
 
 The benchmark runs in a child process so that the thread count reaches every library before it is
 imported (OpenBLAS, torch and TVM size their pools at load time).
@@ -28,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overhead", action="store_true",
                    help="also measure a cold 2-operand compile, the cached-call overhead and the policy floor")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--target", default="llvm", metavar="TARGET",
+                   help="'llvm' (the CPU, default) or 'cuda' (a GPU, against torch.einsum; the gpu section)")
 
 
 def suite_argv(args: argparse.Namespace) -> list[str]:
@@ -44,6 +49,8 @@ def suite_argv(args: argparse.Namespace) -> list[str]:
         from einc.cli import parse_shapes
 
         parse_shapes(args.shapes)  # a bad shape fails here, with its caret
+    if _is_cuda(args.target):
+        return _gpu_argv(args)
     argv = [args.expr] if args.expr else []
     for flag, value in (("--shapes", args.shapes), ("--dtype", args.dtype), ("--suite", args.suite),
                         ("--section", args.section), ("--cases", args.cases), ("--peers", args.peers),
@@ -57,9 +64,49 @@ def suite_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _is_cuda(target: str) -> bool:
+    from einc.errors import EincError
+
+    t = (target or "llvm").strip()
+    if t.lower() in ("llvm", "cpu", "host"):
+        return False
+    if t.lower() == "cuda":
+        return True
+    import json
+
+    from einc.lowering.target import resolve
+
+    kind = json.loads(resolve(t)).get("kind")
+    if kind not in ("llvm", "cuda"):
+        raise EincError(f"einc bench --target {target!r}: expected llvm or cuda")
+    return kind == "cuda"
+
+
+def _gpu_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of ``bench/gpu_suite.py``: torch.einsum is the one peer there, float32 inputs."""
+    from einc.errors import EincError
+
+    unsupported = [flag for flag, on in (("--peers", args.peers), ("--threads", args.threads),
+                                         ("--min-time", args.min_time), ("--overhead", args.overhead),
+                                         ("--dtype", args.dtype != "float32"))
+                   if on]
+    if unsupported:
+        raise EincError(f"einc bench --target cuda: {', '.join(unsupported)} only apply to the CPU benchmark "
+                        "(the GPU one times float32 inputs against torch.einsum with CUDA events)")
+    argv = [args.expr] if args.expr else []
+    for flag, value in (("--shapes", args.shapes), ("--suite", args.suite), ("--section", args.section),
+                        ("--cases", args.cases), ("--repeat", args.repeat), ("--target", args.target)):
+        if value is not None and not (flag == "--section" and value == "cpu"):
+            argv += [flag, str(value)]
+    if args.json:
+        argv += ["--json", "-"]
+    return argv
+
+
 def run(args: argparse.Namespace) -> int:
     import subprocess
     import sys
 
     argv = suite_argv(args)
-    return subprocess.call([sys.executable, "-m", "einc.bench.cpu_suite", *argv])
+    module = "einc.bench.gpu_suite" if _is_cuda(args.target) else "einc.bench.cpu_suite"
+    return subprocess.call([sys.executable, "-m", module, *argv])
