@@ -230,6 +230,43 @@ def _single_operand_view(parsed: ParsedEinsum, a: np.ndarray) -> np.ndarray | No
 # ------------------------------------------------------------------------------------------- einsum
 
 
+def _on_cuda(ops) -> bool:
+    from einc.lowering.gpu_arrays import is_cuda_array
+
+    return any(is_cuda_array(x) for x in ops)
+
+
+def _einsum_on_cuda(subscripts, ops, *, out, dtype, order, casting, optimize, target, pipeline):
+    """``einsum`` on CUDA arrays (torch, CuPy, TVM): compiled for the GPU, the operands read in place
+    and the result returned as the same kind of device array (see ``einc.lowering.gpu_arrays``)."""
+    from einc.kernel import _is_cuda_target
+    from einc.lowering.target import resolve
+
+    if target is None:
+        target = "cuda"
+    if not _is_cuda_target(resolve(target)):
+        raise InvalidArgument(f"the operands are CUDA arrays but target={target!r} is not a CUDA target: "
+                              "give target='cuda' (or None), or move the operands to the host")
+    if dtype is not None or casting != "safe" or order not in ("K", "C", "A"):
+        raise InvalidArgument("dtype=, casting= and order='F' are not supported for CUDA operands: the result "
+                              "takes the operands' dtype, C order")
+    key = (subscripts, tuple((tuple(x.shape), str(x.dtype)) for x in ops), str(target),
+           _hashable(optimize), pipeline)
+    k = _CUDA_KERNELS.get(key)
+    if k is None:
+        from einc.kernel import compile as _compile
+
+        k = _compile(subscripts, *ops, target=target, pipeline=pipeline,
+                     optimize="auto" if optimize is None or optimize is False else optimize)
+        if len(_CUDA_KERNELS) >= 256:
+            _CUDA_KERNELS.pop(next(iter(_CUDA_KERNELS)))
+        _CUDA_KERNELS[key] = k
+    return k(*ops, out=out) if out is not None else k(*ops)
+
+
+_CUDA_KERNELS: dict = {}
+
+
 def parse(subscripts: str, shapes=None, **kwargs) -> ParsedEinsum:
     """Parse numpy einsum subscripts (optionally against operand shapes); see ``parse_subscripts``."""
     return parse_subscripts(subscripts, shapes, **kwargs)
@@ -251,6 +288,9 @@ def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=
     opt = _optimize_kind(optimize)
     if len(ops) > MAX_OPERANDS:
         raise InvalidArgument(f"too many operands: {len(ops)} (numpy.einsum takes at most {MAX_OPERANDS})")
+    if any(type(x) is not np.ndarray and hasattr(x, "__dlpack_device__") for x in ops) and _on_cuda(ops):
+        return _einsum_on_cuda(subscripts, ops, out=out, dtype=dt, order=order, casting=casting, optimize=opt,
+                               target=target, pipeline=pipeline)
     arrays = [_as_array(x, k) for k, x in enumerate(ops)]
     if out is not None and not isinstance(out, np.ndarray):
         raise EincTypeError(f"out= must be a numpy array, not {type(out).__name__}")

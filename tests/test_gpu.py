@@ -349,6 +349,55 @@ def test_einsum_on_numpy_with_a_cuda_target(monkeypatch, tmp_path):
                     einc.einsum("ik,kj->ij", a, b, target="cuda")
 
 
+class _FakeCudaArray:
+    """Says it lives on CUDA device 0 (DLPack device type 2) and has a shape and dtype; no data."""
+
+    def __init__(self, shape, dtype="float32"):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    def __dlpack__(self, **kw):
+        raise BufferError("no data: a test double")
+
+
+def test_einsum_on_cuda_arrays_compiles_for_the_gpu_and_checks_its_arguments(monkeypatch, tmp_path):
+    """``einc.einsum`` on CUDA arrays compiles for CUDA (target None means cuda) and returns a device
+    array; a CPU target or numpy-only keywords are einc errors naming the conflict."""
+    import einc
+    from einc.errors import EincError, Unsupported
+
+    monkeypatch.setenv("EINC_CACHE_DIR", str(tmp_path))
+    a, b = _FakeCudaArray((16, 8)), _FakeCudaArray((8, 4))
+    with pytest.raises(EincError, match="not a CUDA target"):
+        einc.einsum("ik,kj->ij", a, b, target="llvm")
+    with pytest.raises(EincError, match="not supported for CUDA operands"):
+        einc.einsum("ik,kj->ij", a, b, dtype="float64")
+    if gpu_present():
+        pytest.skip("a GPU is here: the fake arrays have no data")
+    with pytest.raises(Unsupported, match="no GPU is present"):
+        einc.einsum("ik,kj->ij", a, b)
+    from einc import api
+
+    (k,) = [k for key, k in api._CUDA_KERNELS.items() if key[0] == "ik,kj->ij" and key[1][0][0] == (16, 8)]
+    assert json.loads(k.target)["kind"] == "cuda" and k.built.plan[0][1] == "gemm"
+
+
+@pytest.mark.gpu
+def test_einsum_on_torch_cuda_tensors(gpu):
+    torch = pytest.importorskip("torch")
+    import einc
+
+    a = torch.rand(64, 48, device="cuda")
+    b = torch.rand(48, 32, device="cuda")
+    c = einc.einsum("ik,kj->ij", a, b)
+    assert isinstance(c, torch.Tensor) and c.is_cuda
+    torch.testing.assert_close(c, a @ b, rtol=1e-5, atol=1e-5)
+    out = torch.empty(64, 32, device="cuda")
+    assert einc.einsum("ik,kj->ij", a, b, out=out) is out or torch.equal(out, c)
+
+
 def test_cuda_kernels_in_the_disk_cache_are_not_corrupt_without_a_gpu(monkeypatch, tmp_path):
     """A CUDA entry a GPU-less machine cannot load is a quiet miss (rebuilt for cross-compiling),
     not a 'failed to load, rebuilding' warning, and the entry stays as it was."""
