@@ -370,8 +370,38 @@ _ASYNC_SYNC = re.compile(r'asm\s+volatile\s*\(\s*"cp\.async\.(?:commit_group|wai
 _KERNEL = re.compile(r'extern "C" __global__ void(?: __launch_bounds__\(\d+\))? (\w+)\(([^)]*)\)\s*\{')
 
 
+#: what ptxas allows a kernel to declare as static ``__shared__`` arrays (more needs dynamic shared
+#: memory); the host compiler has no such limit, so the emulator checks it itself
+STATIC_SHARED_LIMIT = 48 * 1024
+_CTYPE_BYTES = {"char": 1, "signed char": 1, "uchar": 1, "unsigned char": 1, "int8_t": 1, "uint8_t": 1, "bool": 1,
+                "short": 2, "ushort": 2, "half": 2, "nv_bfloat16": 2, "__nv_bfloat16": 2, "int16_t": 2, "uint16_t": 2,
+                "int": 4, "uint": 4, "unsigned": 4, "float": 4, "int32_t": 4, "uint32_t": 4,
+                "double": 8, "int64_t": 8, "uint64_t": 8, "long long": 8}
+_STATIC_SHARED = re.compile(r"(?<!extern )__shared__\s+(?:(?:alignas|__align__)\(\d+\)\s+)?([\w ]+?)\s+\w+\[(\d+)\];")
+
+
+def check_static_shared(src: str) -> None:
+    """A ``CompileError`` when a kernel of CUDA C ``src`` declares more static shared memory than
+    ptxas accepts (a GEMM tile config too big for its dtype: 128x128x16 float64 tiles took 65 KiB)."""
+    from einc.errors import CompileError
+
+    starts = [(m.start(), m.group(1)) for m in _KERNEL.finditer(src)]
+    for i, (at, name) in enumerate(starts):
+        body = src[at:starts[i + 1][0] if i + 1 < len(starts) else len(src)]
+        total = 0
+        for m in _STATIC_SHARED.finditer(body):
+            ty = m.group(1).strip()
+            if ty not in _CTYPE_BYTES:
+                raise EincError(f"CUDA emulator: unknown shared array element type {ty!r} in {name}")
+            total += _CTYPE_BYTES[ty] * int(m.group(2))
+        if total > STATIC_SHARED_LIMIT:
+            raise CompileError(f"kernel {name} declares {total} bytes of static shared memory, over the "
+                               f"{STATIC_SHARED_LIMIT} ptxas allows: it would not build for a GPU")
+
+
 def _rewrite(src: str) -> tuple[str, list[tuple[str, list[tuple[str, str]]]]]:
     """CUDA C -> C++ for the emulator; also returns each kernel's (name, [(type, param)]) in order."""
+    check_static_shared(src)
     if re.search(r'"(mma|ldmatrix|wgmma)', src):
         raise Unsupported("the CUDA emulator cannot run tensor-core PTX (mma/ldmatrix); wmma it can")
     src = _ASYNC_COPY.sub(r"memcpy(dst_p, src_p, \1);", src)

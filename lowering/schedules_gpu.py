@@ -510,13 +510,36 @@ def _pick_k(K: str, st) -> str:
 GEMM_OVERRIDE: dict | None = None
 
 
+#: static shared memory a CUDA kernel may declare (more needs dynamic shared memory and an opt-in)
+SMEM_STATIC_LIMIT = 48 * 1024
+
+
+def _value_bytes(st) -> int:
+    """Bytes of the values a GEMM step keeps in shared memory and registers (the wider of the
+    storage and the accumulator dtype)."""
+    return max(_bytes(st.dtype), _bytes(st.acc_dtype))
+
+
+def gemm_smem_bytes(cfg: dict, value_bytes: int) -> int:
+    """Shared memory of a SIMT GEMM config: ``stages`` copies of the BM x BK and BK x BN tiles, with
+    the K-major rows' padding (4 words a row, counted for both tiles)."""
+    bm, bn, bk = cfg["ty"] * cfg["tm"], cfg["tx"] * cfg["tn"], cfg["bk"]
+    return cfg["stages"] * ((bm + 4) * bk + (bn + 4) * bk) * value_bytes
+
+
 def gemm_config(st, m_in, n_in, Kn) -> dict:
-    """The heuristic knobs for one GEMM step (see ``GEMM_OVERRIDE``)."""
+    """The heuristic knobs for one GEMM step (see ``GEMM_OVERRIDE``).  64-bit values get a 8 x 4
+    register tile (32 accumulators are already 64 registers) and a K tile small enough for the
+    shared tiles to stay within the 48 KiB a kernel may declare statically (128x128x16 float64
+    tiles took 65 KiB: ptxas refused the kernel)."""
     sz = st.sizes
+    wide = _value_bytes(st) >= 8
     ty, tm = _tile(sz[m_in])
-    tx, tn = _tile(sz[n_in])
+    tx, tn = _tile(sz[n_in], big_reg=4 if wide else 8)
     cfg = {"ty": ty, "tm": tm, "tx": tx, "tn": tn, "bk": 16 if Kn >= 16 else Kn, "kt": True,
            "stages": 2, "async": False, "unroll_k": True, "split_k": True}
+    while gemm_smem_bytes(cfg, _value_bytes(st)) > SMEM_STATIC_LIMIT and cfg["bk"] > 4:
+        cfg["bk"] //= 2
     if GEMM_OVERRIDE:
         cfg.update(GEMM_OVERRIDE)
     return cfg
@@ -550,6 +573,10 @@ def _gemm(sch, name, st):
     BK = min(cfg["bk"], Kn)
     if Kn % BK:
         BK = 16 if Kn % 16 == 0 and Kn >= 16 else Kn
+    smem = gemm_smem_bytes(dict(cfg, bk=BK), _value_bytes(st))
+    if smem > SMEM_STATIC_LIMIT:
+        raise ValueError(f"GEMM tiles {BM}x{BN}x{BK} x {cfg['stages']} stages need {smem} bytes of shared "
+                         f"memory, over the {SMEM_STATIC_LIMIT} a kernel may declare")
     if k_out and Kn % BK == 0:
         # K tiles never straddle a row of the fused K labels: the regions stay exact, and one long
         # pipelined K loop replaces a serial loop around short ones (mttkrp: 0.58 vs 1.66 ms)

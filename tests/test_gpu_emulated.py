@@ -108,6 +108,32 @@ def test_async_copies_of_intermediate_buffers(name, shapes):
         _check(GPU_CASES[name]["expr"], shapes, override={"async": True, "tvm_bug_async_lanes": True})
 
 
+def test_kernels_over_the_static_shared_memory_limit_are_refused():
+    """g++ takes any size of static array; ptxas refuses a kernel declaring more than 48 KiB of
+    ``__shared__`` arrays.  The emulator checks it, so a schedule that would not build for a GPU is
+    not reported as working (float64 GEMMs took 128x128x16 tiles: 65 KiB)."""
+    from einc.errors import CompileError
+    from einc.lowering.cuda_emulator import check_static_shared
+
+    def kernel(n_doubles):
+        return ('extern "C" __global__ void __launch_bounds__(256) main_kernel(double* __restrict__ a) {\n'
+                f'  __shared__ alignas(64) double a_shared_ptr[{n_doubles}];\n'
+                '  __shared__ alignas(64) float b_shared_ptr[16];\n}\n'
+                'extern "C" __global__ void main_kernel_1(float* __restrict__ b) {\n'
+                '  extern __shared__ __align__(64) float dyn_ptr[];\n}\n')
+
+    check_static_shared(kernel(6136))  # 49088 + 64 bytes: at the limit
+    with pytest.raises(CompileError, match="main_kernel declares 49160 bytes"):
+        check_static_shared(kernel(6137))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int64"])
+def test_wide_gemms_fit_shared_memory(dtype):
+    k = _check("bik,bkj->bij", [(2, 256, 64), (2, 64, 256)], dtype)
+    desc = k.built.plan[0][2]
+    assert k.built.plan[0][1] == "gemm" and "8x(1x4) per thread" in desc, desc
+
+
 def test_k_major_tiles_are_the_default_for_k_contiguous_operands():
     k = _check("bhqd,bhkd->bhqk", [(2, 2, 128, 64), (2, 2, 128, 64)])
     desc = k.built.plan[0][2]
