@@ -380,6 +380,10 @@ _CTYPE_BYTES = {"char": 1, "signed char": 1, "uchar": 1, "unsigned char": 1, "in
 _STATIC_SHARED = re.compile(r"(?<!extern )__shared__\s+(?:(?:alignas|__align__)\(\d+\)\s+)?([\w ]+?)\s+\w+\[(\d+)\];")
 
 
+_SM61_PRELUDE = re.compile(r"#if defined\(__CUDA_ARCH__\) && \(__CUDA_ARCH__ >= 610\).*?#endif // __CUDA_ARCH__ >= 610",
+                           re.S)
+
+
 def check_static_shared(src: str) -> None:
     """A ``CompileError`` when a kernel of CUDA C ``src`` declares more static shared memory than
     ptxas accepts (a GEMM tile config too big for its dtype: 128x128x16 float64 tiles took 65 KiB)."""
@@ -402,6 +406,8 @@ def check_static_shared(src: str) -> None:
 def _rewrite(src: str) -> tuple[str, list[tuple[str, list[tuple[str, str]]]]]:
     """CUDA C -> C++ for the emulator; also returns each kernel's (name, [(type, param)]) in order."""
     check_static_shared(src)
+    # TVM's int8 prelude (__dp4a, inline PTX) sits under __CUDA_ARCH__, which a host build never defines
+    src = _SM61_PRELUDE.sub("", src)
     if re.search(r'"(mma|ldmatrix|wgmma)', src):
         raise Unsupported("the CUDA emulator cannot run tensor-core PTX (mma/ldmatrix); wmma it can")
     src = _ASYNC_COPY.sub(r"memcpy(dst_p, src_p, \1);", src)

@@ -276,6 +276,13 @@ def _spatial_reduce_loops(sch, blk):
     return sp, rd
 
 
+def _vector_safe(sch, blk) -> bool:
+    """Whether a block may be vectorised: TVM 0.27's CUDA C reads a 4-lane bool vector as a
+    ``ushort4`` (8 bytes, every other bool: wrong results), so blocks touching bool buffers run scalar."""
+    b = sch.get(blk)
+    return all(str(r.source.dtype) != "bool" for r in list(b.reads) + list(b.writes))
+
+
 def _bind_flat(sch, loops, threads: int = 256, vec: int = 1):
     """Fuse ``loops`` (spatial), split into blocks x threads (x vector lanes) and bind."""
     f = sch.fuse(*loops) if len(loops) > 1 else loops[0]
@@ -317,6 +324,13 @@ def _map(sch, name, st):
         raise ValueError("not an elementwise block")
     last = _ext(sch, sp[-1])
     vec = 4 if last % 4 == 0 else (2 if last % 2 == 0 else 1)
+    if not _vector_safe(sch, blk):
+        vec = 1
+    if st is not None and name == st.block and _bytes(st.acc_dtype) == 1 and st.out_labels \
+            and any(st.out_labels[-1] not in labs for labs in st.operand_labels):
+        # TVM's CUDA codegen only broadcasts constants into 8-bit vector lanes (an ICHECK for
+        # ``i,j->ij`` in int8, computed in uint8): such a block runs scalar
+        vec = 1
     got = _bind_flat(sch, sp, 256, vec)
     return f"fused, 256 threads{f', {got}-wide vectors' if got > 1 else ''}"
 
@@ -667,6 +681,8 @@ def _gemm(sch, name, st):
         f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         total = _ext(sch, f)
         vec = 4 if total % (nthreads * 4) == 0 else (2 if total % (nthreads * 2) == 0 else 1)
+        if not _vector_safe(sch, ss):
+            vec = 1
         if kt and cfg["async"] and not cfg.get("tvm_bug_async_strided"):
             # TVM 0.27's InjectPTXAsyncCopy turns a vector copy into one 16-byte cp.async even when
             # the shared side is strided (the K-major tile): wrong results.  4-byte copies are exact
@@ -695,7 +711,7 @@ def _gemm(sch, name, st):
         sch.unroll(ki)  # measured: ~5-8 % slower on big-K GEMMs, 1.3-1.8x faster on attn/tucker/mttkrp
     sch.unroll(mi)
     sch.unroll(nvl)
-    if Nn % 4 == 0 and nv == 4:
+    if Nn % 4 == 0 and nv == 4 and _vector_safe(sch, cl):
         try:
             sch.vectorize(sch.get_loops(cl)[-1])
         except Exception:  # noqa: BLE001

@@ -36,6 +36,8 @@ SMALL = {
 
 def _inputs(shapes, dtype, seed=0):
     rng = np.random.default_rng(seed)
+    if dtype == "bool":
+        return [rng.integers(0, 2, s).astype(bool) for s in shapes]
     if "int" in dtype:
         return [rng.integers(-5, 5, s).astype(dtype) for s in shapes]
     if dtype == "bfloat16":
@@ -57,7 +59,10 @@ def _check(expr, shapes, dtype="float32", override=None, rtol=None):
         schedules_gpu.GEMM_OVERRIDE = None
     xs = _inputs(shapes, dtype)
     got = emulate(k.built, xs)[0].astype(np.float64)
-    ref = np.einsum(expr, *[x.astype(np.float64) for x in xs])
+    if dtype == "bool" or "int" in dtype:  # numpy's own integer/bool semantics (wrapping, logical or)
+        ref = np.einsum(expr, *xs).astype(np.float64)
+    else:
+        ref = np.einsum(expr, *[x.astype(np.float64) for x in xs])
     if rtol is None:
         rtol = {"float16": 3e-3, "bfloat16": 2e-2, "float64": 1e-12}.get(dtype, 1e-5 if "int" not in dtype else 0)
     scale = max(1.0, float(np.abs(ref).max()))
@@ -192,7 +197,7 @@ def test_a_product_whose_gemm_rule_fails_is_still_inlined(monkeypatch):
     assert fused and all("inlined" in r[2] for r in fused), k.built.plan
     assert not any(r[1] == "gemm" for r in k.built.plan), k.built.plan
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64", "int32"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64", "int32", "int8", "bool"])
 @pytest.mark.parametrize("expr,shapes", [
     ("ii->", [(100, 100)]),           # diagonal + a reduction to one value (one block, cross-thread)
     ("ij->", [(300, 500)]),
@@ -200,6 +205,8 @@ def test_a_product_whose_gemm_rule_fails_is_still_inlined(monkeypatch):
     ("ik,kj->ij", [(64, 48), (48, 40)]),
     ("ij->ji", [(64, 96)]),
     ("ij,ij,ij->ij", [(33, 17)] * 3),
+    ("ij,ij->ij", [(64, 64)] * 2),    # 4-wide vectors (bool vectors were read as ushort4 by TVM)
+    ("i,j->ij", [(64,), (64,)]),      # an operand broadcast across the vector lanes (int8: TVM ICHECK)
 ])
 def test_dtypes(expr, shapes, dtype):
     _check(expr, shapes, dtype)
