@@ -12,9 +12,19 @@ def first_rule(sch, chain, args, describe_failure):
     """
     desc = None
     for rule in chain:
-        trial = sch.copy()
+        trial = _copy(sch)
         try:
             return trial, rule, rule(trial, *args)
         except Exception as e:  # noqa: BLE001 - ScheduleError & co: try the next rule
             desc = describe_failure(rule, e)
     return sch, None, desc
+
+
+def _copy(sch):
+    """``sch.copy()``; after a tensor-core rule TVM 0.27's ``Schedule.copy`` can fail
+    (``unordered_map::at``: a multi-step float16 program with WMMA steps fell back to dlight, whose
+    kernel needed 263 KiB of shared memory), so then a fresh schedule of the same module."""
+    try:
+        return sch.copy()
+    except Exception:  # noqa: BLE001 - TVM InternalError
+        return type(sch)(sch.mod)

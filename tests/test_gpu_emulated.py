@@ -113,6 +113,17 @@ def test_async_copies_of_intermediate_buffers(name, shapes):
         _check(GPU_CASES[name]["expr"], shapes, override={"async": True, "tvm_bug_async_lanes": True})
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name,shapes", [("tucker_ttm", [(16, 16, 16), (16, 16), (16, 16), (16, 16)])])
+def test_multi_step_programs_with_tensor_core_steps(name, shapes, dtype):
+    """After a tensor-core step TVM's ``Schedule.copy`` failed, so every multi-step float16 program
+    fell back to dlight as a whole (whose tucker kernel declared 263 KiB of shared memory: no GPU
+    could load it).  Each step now gets einc's own rule, at least one of them on tensor cores."""
+    k = _check(GPU_CASES[name]["expr"], shapes, dtype)
+    assert all(r[1] != "dlight" for r in k.built.plan), k.built.plan
+    assert any("tensor cores" in r[2] for r in k.built.plan), k.built.plan
+
+
 def test_kernels_over_the_static_shared_memory_limit_are_refused():
     """g++ takes any size of static array; ptxas refuses a kernel declaring more than 48 KiB of
     ``__shared__`` arrays.  The emulator checks it, so a schedule that would not build for a GPU is
