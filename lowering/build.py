@@ -285,5 +285,10 @@ def _build_cuda(prog: Program, tjson: str, schedule: bool, mark=lambda stage: No
     kinds = [m.kind for m in ex.mod.imports]
     if "cuda" not in kinds:
         raise CompileError(f"CUDA build produced no device code (imports {kinds}): a loop nest was left unbound")
+    # what NVRTC/ptxas would refuse on the GPU machine, refused here (dlight's fallback kernels have
+    # declared hundreds of KiB of shared memory)
+    from .cuda_emulator import check_static_shared
+
+    check_static_shared(ex.mod.imports[kinds.index("cuda")].inspect_source())
     return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
 # --- end cuda ---

@@ -423,6 +423,22 @@ def test_cuda_kernels_in_the_disk_cache_are_not_corrupt_without_a_gpu(monkeypatc
     assert [f.read_bytes() for f in sorted(tmp_path.rglob("*.ekc"))] == before
 
 
+def test_kernels_a_gpu_would_refuse_are_refused_at_compile_time(monkeypatch):
+    """dlight's fallback kernel for float16 tucker declares 263 KiB of static shared memory: NVRTC
+    would refuse it on the GPU machine, so the build refuses it here, naming the limit."""
+    from einc.errors import CompileError
+    from einc.lowering import schedules_gpu as G
+    from einc.lowering.build import build
+
+    def boom(low, sch):
+        raise RuntimeError("own rules broke")
+
+    monkeypatch.setattr(G, "_schedule_own", boom)
+    case = GPU_CASES["tucker_ttm"]
+    with pytest.raises(CompileError, match="static shared memory"):
+        build(_program(case["expr"], case["shapes"], "float16"), {"kind": "cuda", "arch": "sm_90"})
+
+
 def test_cli_cross_compiles_for_cuda_without_gpu(tmp_path, capsys):
     from einc.cli import main
 
