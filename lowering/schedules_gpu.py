@@ -586,7 +586,9 @@ def _gemm(sch, name, st):
     BM, BN = ty * tm, tx * tn
     BK = min(cfg["bk"], Kn)
     if Kn % BK:
-        BK = 16 if Kn % 16 == 0 and Kn >= 16 else Kn
+        # the largest power-of-two divisor of K (>= 4) below the asked tile, else the asked tile with
+        # a predicated last K tile (K = 999): never K itself, whose tile would not fit shared memory
+        BK = next((b for b in (BK // 2, BK // 4) if b >= 4 and Kn % b == 0), BK)
     smem = gemm_smem_bytes(dict(cfg, bk=BK), _value_bytes(st))
     if smem > SMEM_STATIC_LIMIT:
         raise ValueError(f"GEMM tiles {BM}x{BN}x{BK} x {cfg['stages']} stages need {smem} bytes of shared "

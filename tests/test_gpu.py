@@ -509,8 +509,11 @@ def test_sass_loop_parser_finds_the_loop_and_its_fmas():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype", ["float64", "int64", "int32", "float16", "bfloat16", "int8"])
-def test_big_gemms_of_every_dtype_build_with_ptxas(dtype):
+@pytest.mark.parametrize("dtype,shapes", [
+    *[(dt, [(8, 1024, 1024), (8, 1024, 1024)]) for dt in ("float64", "int64", "int32", "float16", "bfloat16", "int8")],
+    ("float32", [(8, 1000, 999), (8, 999, 1001)]), ("float64", [(8, 1000, 1000), (8, 1000, 1000)]),
+])
+def test_big_gemms_of_every_dtype_build_with_ptxas(dtype, shapes):
     """ptxas is the judge g++ (the emulator) is not: every dtype's big GEMM kernel builds, without
     local memory, within 48 KiB of static shared memory (float64 and int64 took 65 KiB and were
     refused before their tiles were sized by the value width)."""
@@ -519,8 +522,8 @@ def test_big_gemms_of_every_dtype_build_with_ptxas(dtype):
     from einc.lowering.build import build
     from einc.lowering.cuda_static import analyse_source
 
-    b = build(_program("bik,bkj->bij", [(8, 1024, 1024), (8, 1024, 1024)], dtype), {"kind": "cuda", "arch": "sm_90"})
-    assert b.plan[-1][1] == "gemm" or "gemm" in b.plan[0][1], b.plan
+    b = build(_program("bik,bkj->bij", shapes, dtype), {"kind": "cuda", "arch": "sm_90"})
+    assert any(r[1] == "gemm" for r in b.plan), b.plan
     for k in analyse_source(b.rt_mod.imports[0].inspect_source(), "sm_90"):
         assert k.stack_bytes == 0 and k.smem_bytes <= 48 * 1024 and 0 < k.registers <= 255, k
 

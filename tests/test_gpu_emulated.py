@@ -124,6 +124,20 @@ def test_multi_step_programs_with_tensor_core_steps(name, shapes, dtype):
     assert any("tensor cores" in r[2] for r in k.built.plan), k.built.plan
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("expr,shapes,bk", [
+    ("ik,kj->ij", [(100, 999), (999, 60)], 16),     # K with no power-of-two divisor: a predicated tail
+    ("ik,kj->ij", [(130, 1000), (1000, 70)], 8),    # K = 1000: the largest power-of-two divisor
+    ("bik,bkj->bij", [(2, 33, 45), (2, 45, 17)], 16),
+])
+def test_gemms_whose_k_is_not_a_multiple_of_16(expr, shapes, bk, dtype):
+    """K tiles were K itself when 16 did not divide K: a 1000-deep shared tile no GPU has room for,
+    so such GEMMs fell back to one thread per output with a serial loop."""
+    k = _check(expr, shapes, dtype)
+    (row,) = [r for r in k.built.plan if r[0] == "out"]
+    assert row[1] == "gemm" and f"x{bk}, " in row[2], row
+
+
 def test_kernels_over_the_static_shared_memory_limit_are_refused():
     """g++ takes any size of static array; ptxas refuses a kernel declaring more than 48 KiB of
     ``__shared__`` arrays.  The emulator checks it, so a schedule that would not build for a GPU is
