@@ -348,8 +348,8 @@ def _transpose(sch, name, st):
         raise ValueError("not a transpose")
     a, b = labels.index(c_in), len(labels) - 1
     T = 32
-    if st.sizes[c_in] % T or st.sizes[labels[-1]] % T:
-        raise ValueError("extents not multiples of 32")
+    if st.sizes[c_in] < T or st.sizes[labels[-1]] < T:
+        raise ValueError("extents under 32")
     ao, ai = sch.split(loops[a], [None, T])
     bo, bi = sch.split(loops[b], [None, T])
     others = [lp for i, lp in enumerate(loops) if i not in (a, b)]

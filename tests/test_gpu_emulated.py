@@ -138,6 +138,17 @@ def test_gemms_whose_k_is_not_a_multiple_of_16(expr, shapes, bk, dtype):
     assert row[1] == "gemm" and f"x{bk}, " in row[2], row
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("expr,shapes", [
+    ("ij->ji", [(100, 34)]), ("ij->ji", [(1000, 334)]), ("ijk->kij", [(7, 100, 45)]),
+])
+def test_transposes_whose_extents_are_not_multiples_of_32(expr, shapes, dtype):
+    """Partial 32x32 tiles, predicated (such transposes took the map rule before: one side of the
+    copy uncoalesced)."""
+    k = _check(expr, shapes, dtype)
+    assert k.built.plan[0][1] == "transpose", k.built.plan
+
+
 def test_kernels_over_the_static_shared_memory_limit_are_refused():
     """g++ takes any size of static array; ptxas refuses a kernel declaring more than 48 KiB of
     ``__shared__`` arrays.  The emulator checks it, so a schedule that would not build for a GPU is
