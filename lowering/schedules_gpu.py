@@ -283,6 +283,24 @@ def _vector_safe(sch, blk) -> bool:
     return all(str(r.source.dtype) != "bool" for r in list(b.reads) + list(b.writes))
 
 
+def _fold_convert(sch, name, st) -> bool:
+    """Fold the step's conversion to its storage dtype into block ``name`` (one kernel and one pass
+    over memory, not a float32 intermediate written and read back: float16 maps and transposes took
+    two).  Not when the accumulator is an 8/16-bit integer and the result is not an integer of the
+    same width: TVM's CUDA C leaves that value in C ``int`` until a store narrows it (bool of
+    uint8 16*16 would be True).  Returns whether it folded."""
+    if st is None or name != st.block or not st.convert_block:
+        return False
+    if _narrow_int(st.acc_dtype) and not (st.dtype.startswith(("int", "uint"))
+                                          and _bytes(st.dtype) == _bytes(st.acc_dtype)):
+        return False
+    try:
+        sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
+    except Exception:  # noqa: BLE001 - the conversion stays a map kernel of its own
+        return False
+    return True
+
+
 def _bind_flat(sch, loops, threads: int = 256, vec: int = 1):
     """Fuse ``loops`` (spatial), split into blocks x threads (x vector lanes) and bind."""
     f = sch.fuse(*loops) if len(loops) > 1 else loops[0]
@@ -322,6 +340,7 @@ def _map(sch, name, st):
     sp, rd = _spatial_reduce_loops(sch, blk)
     if rd or not sp:
         raise ValueError("not an elementwise block")
+    _fold_convert(sch, name, st)
     last = _ext(sch, sp[-1])
     vec = 4 if last % 4 == 0 else (2 if last % 2 == 0 else 1)
     if not _vector_safe(sch, blk):
@@ -350,6 +369,9 @@ def _transpose(sch, name, st):
     T = 32
     if st.sizes[c_in] < T or st.sizes[labels[-1]] < T:
         raise ValueError("extents under 32")
+    _fold_convert(sch, name, st)
+    blk = sch.get_sblock(name)
+    loops = sch.get_loops(blk)
     ao, ai = sch.split(loops[a], [None, T])
     bo, bi = sch.split(loops[b], [None, T])
     others = [lp for i, lp in enumerate(loops) if i not in (a, b)]

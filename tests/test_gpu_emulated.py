@@ -149,6 +149,17 @@ def test_transposes_whose_extents_are_not_multiples_of_32(expr, shapes, dtype):
     assert k.built.plan[0][1] == "transpose", k.built.plan
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8", "int16"])
+@pytest.mark.parametrize("expr,shapes", [("ij,ij->ij", [(64, 64)] * 2), ("ij->ji", [(96, 64)]),
+                                         ("i,j->ij", [(64,), (48,)])])
+def test_the_storage_conversion_is_folded_into_maps_and_transposes(expr, shapes, dtype):
+    """One kernel and one pass over memory: a float16 map wrote a float32 intermediate and a second
+    kernel converted it (twice the traffic of a memory-bound kernel)."""
+    k = _check(expr, shapes, dtype)
+    assert len(k.built.plan) == 1, k.built.plan
+    assert k.source("cuda").count("__global__ void __launch_bounds__") == 2  # declaration + definition
+
+
 def test_kernels_over_the_static_shared_memory_limit_are_refused():
     """g++ takes any size of static array; ptxas refuses a kernel declaring more than 48 KiB of
     ``__shared__`` arrays.  The emulator checks it, so a schedule that would not build for a GPU is
