@@ -120,11 +120,10 @@ def run(args: argparse.Namespace) -> int:
     if args.target.strip().lower() in ("interp", "numpy"):
         raise EincError("einc compile needs a compiled target; 'interp' has nothing to compile (use einc run)")
     if args.resources or args.emit == "cuda":
-        import json
-
+        from einc.kernel import _is_cuda_target
         from einc.lowering.target import resolve
 
-        if json.loads(resolve(args.target)).get("kind") != "cuda":
+        if not _is_cuda_target(resolve(args.target)):
             raise EincError(f"{'--resources' if args.resources else '--emit cuda'} needs a CUDA target "
                             f"(--target cuda); got {args.target!r}")
     prog0, prog, pipeline = load_program(args)
