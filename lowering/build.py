@@ -273,7 +273,7 @@ def _build_cuda(prog: Program, tjson: str, schedule: bool, mark=lambda stage: No
 
     timings = {}
     mark("lower")
-    low, timings["lower"] = _stage("lower", _lower.lower, prog, {})
+    low, timings["lower"] = _stage("lower", _lower.lower, prog, {}, gpu=True)
     mark("schedule")
     if schedule:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule, low, tjson)

@@ -13,6 +13,11 @@ Semantics follow ``numpy.einsum`` step by step (``ir.interp`` is the oracle):
   bytes (``uint8``: AND is ``*``, OR is ``max``) because TVM cannot vectorise ``bool`` buffers;
 * signed integers multiply and add in the unsigned type of the same width and are reinterpreted at
   the end: the bits are numpy's two's-complement wrap-around, without LLVM's signed-overflow UB;
+* for CUDA (``lower(..., gpu=True)``) 8/16-bit integers and bools compute in ``uint32`` instead and
+  narrow at the end: the same bits (wrap-around modulo 2^8 or 2^16 is the image of wrap-around modulo
+  2^32; OR of 0/1 is their max), and 32-bit values have warp shuffles, so their reductions run
+  across threads (TVM's shared-memory tree for narrow ints lacks warp syncs: a single thread summed
+  a whole ``int8 ij->``);
 * ``float16`` accumulates in ``float32`` (as numpy's einsum inner loops do) and rounds at the end;
 * ``bfloat16`` is stored as its ``uint16`` bit pattern (numpy has no native bfloat16 for DLPack);
   steps compute in ``float32`` and round to nearest even, like ``ir.interp``;
@@ -44,10 +49,16 @@ def storage_dtype(dtype: str) -> str:
     return STORAGE.get(dtype, dtype)
 
 
-def compute_dtype(dtype: str) -> str:
-    """The dtype a step of result ``dtype`` multiplies and accumulates in."""
+#: result dtypes a GPU step computes in uint32 (see the module docstring)
+GPU_WIDENED = ("bool", "int8", "uint8", "int16", "uint16")
+
+
+def compute_dtype(dtype: str, gpu: bool = False) -> str:
+    """The dtype a step of result ``dtype`` multiplies and accumulates in (``gpu``: for CUDA)."""
     if dtype in ("float16", "bfloat16"):
         return "float32"
+    if gpu and dtype in GPU_WIDENED:
+        return "uint32"
     if dtype == "bool":
         return "uint8"  # 0/1 bytes: product = AND, max = OR; TVM cannot vectorise i1 buffers
     return _UNSIGNED.get(dtype, dtype)
@@ -220,10 +231,10 @@ def _pack_compute(op: Einsum, T, t: TensorType, cdt: str, g, red: str, sizes, na
     return P, others, ks
 
 
-def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=None):
+def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=None, gpu=False):
     sizes = einsum_sizes(op, types)
     out_dt = op.type.dtype
-    cdt = compute_dtype(out_dt)
+    cdt = compute_dtype(out_dt, gpu)
     red = op.contracted()
     raxes = {c: te.reduce_axis((0, sizes[c]), name=f"r_{c}") for c in red}
     step.out_labels, step.red_labels = op.output, red
@@ -303,11 +314,12 @@ def _cast_compute(op: Cast, T, src: TensorType, name: str):
                       name=name)
 
 
-def lower(prog: Program, plans: dict | None = None) -> Lowered:
+def lower(prog: Program, plans: dict | None = None, *, gpu: bool = False) -> Lowered:
     """The unscheduled PrimFunc ``main(inputs..., outputs...)`` of ``prog`` and its step infos.
 
     ``plans`` (step index -> ``schedules_cpu.GemmPlan``) adds the packing computes GEMM-like steps
-    want; without it the PrimFunc is the plain einsum of every step.
+    want; without it the PrimFunc is the plain einsum of every step.  ``gpu``: for CUDA (narrow
+    integers compute in ``uint32``, see ``compute_dtype``).
     """
     plans = plans or {}
     check_supported(prog)
@@ -323,7 +335,7 @@ def lower(prog: Program, plans: dict | None = None) -> Lowered:
         types = [env_t[o] for o in op.operands]
         if isinstance(op, Einsum):
             st = StepInfo(i, "einsum", op.result, op.result)
-            T = _einsum_compute(op, [env[o] for o in op.operands], types, op.result, st, plans.get(i))
+            T = _einsum_compute(op, [env[o] for o in op.operands], types, op.result, st, plans.get(i), gpu)
         elif isinstance(op, Cast):
             st = StepInfo(i, "cast", op.result, op.result, out_labels=_labels(len(op.type.shape)),
                           operand_labels=(_labels(len(op.type.shape)),), operand_shapes=(types[0].shape,),

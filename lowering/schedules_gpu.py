@@ -445,6 +445,13 @@ def _reduce_two_stage(sch, name, st):
         S = _two_stage_split(n_out, R, enough=4 * NUM_SM, min_chunk=4096)  # blocks: 4 per SM
     if S == 1:  # enough outputs, or a short reduction: one stage
         return _reduce_inner(sch, name, st)
+    if not sp:
+        # TVM's rfactor of a 0-d block takes a loopless sibling's block realize for its own (ICHECK
+        # block_realize == old_block_realize_: float16/int ``ij->`` with their conversion block fell
+        # back to one block of 256 threads): give such siblings a unit loop first
+        for other in _all_blocks(sch):
+            if not sch.get_loops(other) and not sch.get(other).same_as(sch.get(blk)):
+                sch.add_unit_loop(other)
     loops = _rfactor_chunks(sch, sp, rd, S)
     sch.bind(sch.fuse(*loops[:1 + len(sp)]), "blockIdx.x")
     _, tx = sch.split(loops[-1], [None, 256])

@@ -272,7 +272,12 @@ def test_reduction_to_a_scalar_has_its_own_block():
 @pytest.mark.parametrize("expr,shapes,dtype,two_stage", [
     ("ij->", [(1024, 1024)], "float32", True),
     ("ij->i", [(8, 65536)], "float32", True),
-    ("ij->", [(1024, 1024)], "float16", False),  # rfactor of a 0-d accumulator with a cast after it
+    ("ij->", [(1024, 1024)], "float16", True),   # rfactor of a 0-d accumulator with a cast after it
+    # 8/16-bit integers and bools accumulate in uint32 on the GPU: cross-thread, and wrapping as numpy
+    ("ij->", [(1024, 1024)], "int8", True),
+    ("ij->", [(1024, 1024)], "bool", True),
+    ("ij->i", [(8, 65536)], "int16", True),
+    ("ij->j", [(65536, 64)], "uint8", True),
     ("ij->i", [(512, 256)], "float32", False),   # short rows
     ("ij->j", [(65536, 64)], "float32", True),    # few outputs along the contiguous axis
     ("ij->j", [(300, 7)], "float32", False),
