@@ -102,6 +102,14 @@ def cuda_compute_version(index: int = 0) -> str | None:
         return None
 
 
+def stream_scope(dev, handle):
+    """Launches on ``dev`` go to CUDA stream ``handle`` (an integer ``cudaStream_t``) inside the
+    ``with``; ``None``: TVM's current stream (the default one)."""
+    import contextlib
+
+    return contextlib.nullcontext() if handle is None else tvm_ffi.use_raw_stream(dev, handle)
+
+
 def empty_on(shape, dtype, dev):
     return tvm.runtime.empty(tuple(shape), dtype, dev)
 

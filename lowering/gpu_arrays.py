@@ -7,8 +7,12 @@
 * Host arrays (numpy, CPU torch, lists) are checked like a CPU kernel's inputs, copied to the
   device, and the results copied back (numpy out for numpy in, torch for CPU torch).
 
-Kernels run on TVM's current stream of device 0, the default (legacy) stream, which the default
-streams of torch and CuPy are ordered with.
+With torch or CuPy arrays the kernel runs on that library's *current stream* (``torch.cuda.stream``
+and ``cupy.cuda.Stream`` contexts are honoured: the kernel is ordered after the work that produced
+its inputs and before what the caller queues next, without a device synchronisation), and results
+are allocated by that library (torch's caching allocator, CuPy's memory pool): no ``cudaMalloc`` /
+``cudaFree`` per call, and ``cudaFree`` would have synchronised the device.  Otherwise kernels run
+on TVM's current stream of device 0, the default (legacy) stream.
 """
 from __future__ import annotations
 
@@ -106,6 +110,48 @@ def _give(kind: str, tv, t):
     return tv
 
 
+class _Owner:
+    """The library of the first CUDA array of a call (torch or CuPy): its current stream, its
+    allocator, and a way to wait for that stream.  ``None`` members: TVM's own."""
+
+    def __init__(self, x: Any):
+        self.kind = _kind(x) if x is not None else None
+        self.x = x
+        self.stream = None
+        if self.kind == "torch":
+            import torch
+
+            self.stream = int(torch.cuda.current_stream(x.device).cuda_stream)
+        elif self.kind == "cupy":
+            import cupy
+
+            self.stream = int(cupy.cuda.get_current_stream().ptr)
+
+    def empty(self, shape, dtype: str):
+        """A fresh result array from the library's allocator, or None (TVM allocates it)."""
+        if self.kind == "torch":
+            import torch
+
+            tdt = getattr(torch, dtype, None)  # uint16/32/64 only in newer torch
+            return None if tdt is None else torch.empty(tuple(shape), dtype=tdt, device=self.x.device)
+        if self.kind == "cupy" and dtype != "bfloat16":  # CuPy has no bfloat16
+            import cupy
+
+            return cupy.empty(tuple(shape), dtype=np_dtype(dtype))
+        return None
+
+    def synchronize(self) -> None:
+        """Wait for the stream the kernel ran on (before TVM copies a result to the host)."""
+        if self.kind == "torch":
+            import torch
+
+            torch.cuda.current_stream(self.x.device).synchronize()
+        elif self.kind == "cupy":
+            import cupy
+
+            cupy.cuda.get_current_stream().synchronize()
+
+
 def call(kernel, arrays, out=None):
     """Run CUDA ``kernel`` (an ``einc.Kernel``) on ``arrays``; see the module docstring."""
     from einc.kernel import _Frame
@@ -128,11 +174,12 @@ def call(kernel, arrays, out=None):
             a = kernel._prepare_input(i, x, frame)  # checks shape/dtype, numpy storage view
             ins.append(_tvm.tensor_on(np.ascontiguousarray(a), dev))
     on_device = kinds[0] if kinds else None
+    owner = _Owner(next((x for x in arrays if is_cuda_array(x)), None))
     single = len(kernel.out_types) == 1
     outs_user = None if out is None else ([out] if single and not isinstance(out, (list, tuple)) else list(out))
     if outs_user is not None and len(outs_user) != len(kernel.out_types):
         raise EincError(f"out: {len(kernel.out_types)} arrays expected, got {len(outs_user)}")
-    outs, copy_back = [], []
+    outs, copy_back, fresh = [], [], {}
     for j, t in enumerate(kernel.out_types):
         o = outs_user[j] if outs_user is not None else None
         if o is not None and is_cuda_array(o):
@@ -143,17 +190,29 @@ def call(kernel, arrays, out=None):
             raise EincTypeError(f"out[{j}]: expected a CUDA array or a numpy array, got {type(o).__name__}")
         if o is not None and (o.shape != t.shape or o.dtype != np_dtype(t.dtype)):
             raise ShapeMismatch(f"out[{j}]: {o.dtype}{list(o.shape)} but the result is {t.dtype}{list(t.shape)}")
+        mine = owner.empty(t.shape, t.dtype) if o is None else None
+        if mine is not None:  # the caller's library allocates; the result is that array itself
+            outs.append(_to_tvm(mine, f"result {j}", t, _tvm))
+            copy_back.append(None)
+            fresh[j] = mine
+            continue
         outs.append(_tvm.empty_on(t.shape, _storage(t.dtype), dev))
         copy_back.append(o)
     try:
-        kernel._fn(*ins, *outs)
+        with _tvm.stream_scope(dev, owner.stream):
+            kernel._fn(*ins, *outs)
     except Exception as e:  # noqa: BLE001 - arguments were checked; this is a CUDA runtime failure
         from einc.errors import CompileError
 
         raise CompileError(f"CUDA kernel call failed: {type(e).__name__}: "
                            f"{str(e).strip().splitlines()[-1][:300]}") from e
+    if any(o is not None for o in copy_back):
+        owner.synchronize()  # TVM copies to the host on the default stream
     res = []
     for j, (tv, o, t) in enumerate(zip(outs, copy_back, kernel.out_types)):
+        if j in fresh:
+            res.append(fresh[j])
+            continue
         if outs_user is not None and o is None:
             res.append(outs_user[j])  # written in place on the device
             continue

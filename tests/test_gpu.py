@@ -298,6 +298,38 @@ def test_gpu_torch_zero_copy_in_and_out(gpu):
 
 
 @pytest.mark.gpu
+def test_gpu_kernels_run_on_torchs_current_stream_and_allocate_through_torch(gpu):
+    """A kernel called inside ``torch.cuda.stream(s)`` is queued on ``s`` (torch's side streams do not
+    wait for the default stream, so a kernel on TVM's stream would read its input before ``s`` wrote
+    it), and its result comes from torch's caching allocator, not a cudaMalloc per call."""
+    torch = pytest.importorskip("torch")
+    import einc
+
+    a = torch.rand(512, 256, device="cuda")
+    b = torch.rand(256, 384, device="cuda")
+    k = einc.compile("ik,kj->ij", a, b, target="cuda")
+    k(a, b)  # load the module
+    torch.cuda.synchronize()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        torch.cuda._sleep(100_000_000)  # keeps s busy for tens of milliseconds
+        a2 = a * 2  # written on s after the sleep
+        before = torch.cuda.memory_allocated()
+        c = k(a2, b)
+        grew = torch.cuda.memory_allocated() - before
+    s.synchronize()
+    assert grew >= c.numel() * 4, grew
+    torch.testing.assert_close(c, (a * 2) @ b, rtol=1e-4, atol=1e-4)
+    # a numpy out= waits for the stream before the copy to the host
+    with torch.cuda.stream(s):
+        torch.cuda._sleep(100_000_000)
+        a3 = a * 3
+        host = np.empty((512, 384), np.float32)
+        k(a3, b, out=host)
+    np.testing.assert_allclose(host, ((a * 3) @ b).cpu().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
 def test_gpu_cupy_and_tvm_arrays(gpu):
     cupy = pytest.importorskip("cupy")
     import einc
