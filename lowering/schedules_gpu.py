@@ -99,20 +99,42 @@ def gemm_groups(st):
     return batch, M, N, st.red_labels
 
 
+#: reductions at most this long run a thread per output (a block per output left most lanes idle:
+#: ``bi,bi->b`` with 8-long rows was a million 32-thread blocks, each summing 8 values)
+SHORT_REDUCTION = 16
+#: a contraction whose GEMM block would have fewer threads than a warp and whose K is at most this
+#: long runs a thread per output too (batched 4x4 matmuls were blocks of 4 threads)
+SMALL_GEMM_K = 256
+
+
 def classify(st) -> str:
     if st.kind in ("cast", "copy"):
         return _map_or_transpose(st)
     if st.red_labels:
-        if gemm_groups(st) is not None:
-            return "gemm"
+        R = _prod(st.sizes[c] for c in st.red_labels)
+        g = gemm_groups(st)
+        if g is not None:
+            return "reduce-short" if _tiny_gemm(st, g, R) else "gemm"
         ops = [(labs, shp) for labs, shp in zip(st.operand_labels, st.operand_shapes) if labs]
         if not ops or not st.out_labels:
             return "reduce-inner"
+        if R <= SHORT_REDUCTION:
+            return "reduce-short"
         big = max(ops, key=lambda x: _prod(x[1]))
         if big[0][-1] in st.red_labels:
             return "reduce-inner"
         return "reduce-outer"
     return _map_or_transpose(st)
+
+
+def _tiny_gemm(st, groups, K: int) -> bool:
+    """Whether the GEMM rule's block for this step would have under 32 threads (``gemm_config``'s
+    thread counts) with a K short enough for a thread to loop over alone."""
+    _, M, N, _ = groups
+    wide = _value_bytes(st) >= 8
+    ty, _ = _tile(st.sizes[_pick_inner(M, st)])
+    tx, _ = _tile(st.sizes[N[-1]], big_reg=4 if wide else 8)
+    return ty * tx < 32 and K <= SMALL_GEMM_K
 
 
 def _map_or_transpose(st) -> str:
@@ -507,6 +529,10 @@ def _reduce_outer(sch, name, st):
         raise ValueError("needs spatial and reduce loops")
     sch.reorder(*sp, *rd)
     _bind_flat(sch, sp, 256)
+    if _prod(_ext(sch, lp) for lp in rd) <= SHORT_REDUCTION:
+        for lp in rd:  # a handful of independent loads in flight, not one at a time
+            sch.unroll(lp)
+        return "thread per output (coalesced), serial reduction (unrolled)"
     return "thread per output (coalesced), serial reduction"
 
 
@@ -804,6 +830,7 @@ _RULES = {
     "gemm": [_gemm_tc, _gemm, _reduce_outer],
     "reduce-inner": [_reduce_two_stage, _reduce_inner, _reduce_outer],
     "reduce-outer": [_reduce_outer_two_stage, _reduce_outer, _reduce_inner],
+    "reduce-short": [_reduce_outer, _reduce_inner],
     "transpose": [_transpose, _map],
     "map": [_map],
 }

@@ -234,7 +234,11 @@ def mma_intrin(dtype: str, a_col: bool, b_col: bool, a_first: bool) -> str:
             B = T.match_buffer(b, (FRAG, FRAG), frag_dt, align=64, offset_factor=FRAG, scope="wmma.matrix_b")
             C = T.match_buffer(c, (FRAG, FRAG), "float32", align=64, offset_factor=FRAG, scope="wmma.accumulator")
             with T.sblock("root"):
-                T.reads(C[0:FRAG, 0:FRAG], A[0:FRAG, 0:FRAG], B[0:FRAG, 0:FRAG])
+                # the reads in the order of the lowered block's (tensorize compares them in order)
+                if a_first:
+                    T.reads(C[0:FRAG, 0:FRAG], A[0:FRAG, 0:FRAG], B[0:FRAG, 0:FRAG])
+                else:
+                    T.reads(C[0:FRAG, 0:FRAG], B[0:FRAG, 0:FRAG], A[0:FRAG, 0:FRAG])
                 T.writes(C[0:FRAG, 0:FRAG])
                 for i, j, k in T.grid(FRAG, FRAG, FRAG):
                     with T.sblock(""):

@@ -110,6 +110,14 @@ def test_unknown_target_is_an_einc_error():
     ("ij,j->i", [(64, 128), (128,)], "reduce-inner"),
     ("ij->ji", [(64, 128)], "transpose"),
     ("ij,ij->ij", [(64, 128), (64, 128)], "map"),
+    # short reductions and GEMMs whose block would be under a warp: a thread per output
+    ("bi,bi->b", [(4096, 8), (4096, 8)], "reduce-short"),
+    ("nij,nj->ni", [(1000, 3, 3), (1000, 3)], "reduce-short"),
+    ("bij,bjk->bik", [(64, 4, 4), (64, 4, 4)], "reduce-short"),
+    ("ik,kj->ij", [(4096, 64), (64, 3)], "reduce-short"),
+    ("bij,bjk->bik", [(8, 64, 64), (8, 64, 64)], "gemm"),
+    ("ik,kj->ij", [(4, 4096), (4096, 4)], "gemm"),  # a long K keeps the GEMM (split-K)
+    ("ij->i", [(64, 17)], "reduce-inner"),
 ])
 def test_classify(expr, shapes, cls):
     from einc.lowering import lower as L
@@ -138,7 +146,9 @@ def test_suite_case_compiles_to_bound_cuda(name):
     from einc.lowering.build import build
 
     case = GPU_CASES[name]
-    b = build(_program(case["expr"], _small(case["shapes"])), "cuda")
+    # a quarter of each extent: ao_to_mo's 64s become 16s (at 8 its GEMM blocks would be under a
+    # warp, and such steps run a thread per output instead)
+    b = build(_program(case["expr"], _small(case["shapes"], div=4)), "cuda")
     kinds = [m.kind for m in b.rt_mod.imports]
     assert kinds == ["cuda"], kinds
     src = b.rt_mod.imports[0].inspect_source()
@@ -401,7 +411,7 @@ def test_einsum_on_cuda_arrays_compiles_for_the_gpu_and_checks_its_arguments(mon
     from einc.errors import EincError, Unsupported
 
     monkeypatch.setenv("EINC_CACHE_DIR", str(tmp_path))
-    a, b = _FakeCudaArray((16, 8)), _FakeCudaArray((8, 4))
+    a, b = _FakeCudaArray((64, 32)), _FakeCudaArray((32, 48))
     with pytest.raises(EincError, match="not a CUDA target"):
         einc.einsum("ik,kj->ij", a, b, target="llvm")
     with pytest.raises(EincError, match="not supported for CUDA operands"):
@@ -412,7 +422,7 @@ def test_einsum_on_cuda_arrays_compiles_for_the_gpu_and_checks_its_arguments(mon
         einc.einsum("ik,kj->ij", a, b)
     from einc import api
 
-    (k,) = [k for key, k in api._CUDA_KERNELS.items() if key[0] == "ik,kj->ij" and key[1][0][0] == (16, 8)]
+    (k,) = [k for key, k in api._CUDA_KERNELS.items() if key[0] == "ik,kj->ij" and key[1][0][0] == (64, 32)]
     assert json.loads(k.target)["kind"] == "cuda" and k.built.plan[0][1] == "gemm"
 
 
@@ -442,14 +452,14 @@ def test_cuda_kernels_in_the_disk_cache_are_not_corrupt_without_a_gpu(monkeypatc
         pytest.skip("a GPU is here: the entry loads")
     monkeypatch.setenv("EINC_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(C, "_DEFAULT", None, raising=False)
-    einc.compile("ik,kj->ij", (16, 8), (8, 4), target="cuda")
+    einc.compile("ik,kj->ij", (64, 32), (32, 48), target="cuda")
     files = sorted(tmp_path.rglob("*.ekc"))
     assert files, list(tmp_path.rglob("*"))
     before = [f.read_bytes() for f in files]
     C.default_cache().memory.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        k = einc.compile("ik,kj->ij", (16, 8), (8, 4), target="cuda")
+        k = einc.compile("ik,kj->ij", (64, 32), (32, 48), target="cuda")
     assert k.built.plan[0][1] == "gemm"
     assert C.default_cache().stats["corrupt"] == 0
     assert [f.read_bytes() for f in sorted(tmp_path.rglob("*.ekc"))] == before

@@ -100,12 +100,17 @@ def test_gemm_knobs_all_give_the_same_results(expr, shapes, override):
     ("ao_to_mo", [(4, 32), (4, 32), (32, 32, 32, 32), (4, 32), (4, 32)]),
     ("tucker_ttm", [(32, 32, 32), (32, 32), (32, 32), (32, 32)]),
 ])
-def test_async_copies_of_intermediate_buffers(name, shapes):
+def test_async_copies_of_intermediate_buffers(name, shapes, monkeypatch):
     """cp.async (knob async) on multi-step programs: a GEMM reading the previous step's result
     copies it 4 bytes at a time, clear of TVM's InjectPTXAsyncCopy ICHECK (neither compiled with
     async before; ``tvm_bug_async_lanes`` brings the 16-byte copies and the ICHECK back), and the
     results stay right."""
     from einc.errors import CompileError
+    from einc.lowering import schedules_gpu
+
+    # p = 4 gives GEMM blocks under a warp, which run a thread per output unless told otherwise
+    # (larger extents keep the GEMM rule but take minutes in the emulator)
+    monkeypatch.setattr(schedules_gpu, "SMALL_GEMM_K", 0)
 
     k = _check(GPU_CASES[name]["expr"], shapes, override={"async": True})
     assert all(r[1] == "gemm" and "cp.async pipeline" in r[2] for r in k.built.plan), k.built.plan
@@ -259,6 +264,20 @@ def test_dtypes(expr, shapes, dtype):
     _check(expr, shapes, dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8", "bool"])
+@pytest.mark.parametrize("expr,shapes", [
+    ("bi,bi->b", [(300, 8), (300, 8)]),
+    ("nij,nj->ni", [(200, 3, 3), (200, 3)]),
+    ("bij,bjk->bik", [(50, 4, 4), (50, 4, 4)]),
+    ("ik,kj->ij", [(500, 40), (40, 3)]),
+])
+def test_short_reductions_and_tiny_gemms_run_a_thread_per_output(expr, shapes, dtype):
+    k = _check(expr, shapes, dtype)
+    assert [row[1] for row in k.built.plan if row[0].startswith("out")][0] == "reduce-short", k.built.plan
+    src = k.built.rt_mod.imports[0].inspect_source()
+    assert "__launch_bounds__(256)" in src
+
+
 def test_reduction_to_a_scalar_has_its_own_block():
     """Regression: with no spatial loop the cross-thread reduction used to keep its per-thread
     partial sum in one buffer outside the kernel, shared by every thread (a race; and 0-d float16 /
@@ -296,6 +315,9 @@ def test_long_reductions_with_few_outputs_take_two_stages(expr, shapes, dtype, t
     ("bhqd,bhkd->bhqk", [(2, 2, 128, 64), (2, 2, 128, 64)], 2),
     ("ecd,edh->ech", [(2, 128, 64), (2, 64, 96)], 2),
     ("ki,kj->ij", [(256, 128), (256, 64)], 3),      # 3 stages fit 48 KB with this block tile
+    # the N-side operand first: the MMA's description reads B before A (these took the SIMT rule)
+    ("kj,ik->ij", [(128, 64), (96, 128)], 2),
+    ("bkj,bik->bij", [(2, 64, 32), (2, 48, 64)], 2),
 ])
 def test_tensor_core_results(expr, shapes, max_stages, dtype, monkeypatch):
     """WMMA GEMMs (float16, and bfloat16 through nv_bfloat16 views of uint16 shared tiles) with
