@@ -271,14 +271,22 @@ def _build_cuda(prog: Program, tjson: str, schedule: bool, mark=lambda stage: No
     from . import schedules_gpu
     from ._tvm import VERSION, compile_mod
 
+    from .tc_layout import for_tensor_cores
+
     timings = {}
     mark("lower")
+    given = {op.result for op in prog.body}
+    prog = for_tensor_cores(prog)  # float16/bfloat16 contractions in layouts WMMA takes
     low, timings["lower"] = _stage("lower", _lower.lower, prog, {}, gpu=True)
     mark("schedule")
     if schedule:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule, low, tjson)
     else:
         (mod, plan), timings["schedule"] = _stage("schedule", schedules_gpu.schedule_naive, low)
+    # the steps the layout rewrite added, named where the plan names their blocks
+    plan = [(op.result, "layout", f"added for tensor cores: {op.result} = einsum('{op.subscripts}', "
+                                  f"{', '.join(op.operands)})")
+            for op in prog.body if op.result not in given] + list(plan)
     # cp.async for the pipelines that ask for it (copies outside an async stage are left alone)
     mark("codegen")
     ex, timings["compile"] = _stage("compile", compile_mod, mod, _target.to_tvm(tjson), {"tirx.use_async_copy": True})

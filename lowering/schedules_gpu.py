@@ -182,9 +182,11 @@ def _schedule_own(low, sch):
     for st in low.steps:
         if st.kind != "einsum" or st.red_labels or len(st.operand_labels) < 2:
             continue
-        if _narrow_int(st.dtype):
+        if _narrow_int(st.acc_dtype):
             # TVM's CUDA C keeps an 8/16-bit integer product unstored as C's int arithmetic
-            # (``(double)(c * c)`` never wraps to uint8): only a store to the buffer narrows it
+            # (``(double)(c * c)`` never wraps to uint8): only a store to the buffer narrows it.
+            # (``lower(gpu=True)`` computes them in uint32, with an explicit narrowing cast that
+            # survives inlining, so this only guards other lowerings.)
             continue
         prod = st.convert_block or st.block  # the block writing the value in its storage dtype
         try:

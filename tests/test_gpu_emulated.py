@@ -200,7 +200,7 @@ def test_k_major_tiles_are_the_default_for_k_contiguous_operands():
 
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32", "int8", "uint16"])
 @pytest.mark.parametrize("expr,shapes", [
     ("ijk,jr,kr->ir", [(64, 64, 64), (64, 16), (64, 16)]),   # mttkrp: K = (j,k) fused, split-K
     ("ijk,jr,kr->ir", [(32, 24, 40), (24, 8), (40, 8)]),      # K tile not a 16-multiple
@@ -334,6 +334,43 @@ def test_tensor_core_results(expr, shapes, max_stages, dtype, monkeypatch):
     src = k.built.rt_mod.imports[0].inspect_source()
     assert "nvcuda::wmma::mma_sync" in src
     assert len(set(re.findall(r"\bptx_cp_async\w*\((\w+),", src))) == 2  # both operands
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("expr,shapes,steps", [
+    ("bqhd,bkhd->bhqk", [(2, 32, 2, 16), (2, 48, 2, 16)], 3),   # both operands permuted
+    ("bhqk,bkhd->bqhd", [(2, 2, 32, 48), (2, 48, 2, 16)], 3),   # one operand and the result
+    ("bsd,dhe->bshe", [(2, 32, 16), (16, 2, 16)], 3),
+])
+def test_contractions_in_head_layouts_take_tensor_cores(expr, shapes, steps, dtype, monkeypatch):
+    """Attention in the [batch, seq, heads, dim] layout: explicit permutations around a WMMA
+    contraction (``tc_layout``) instead of the SIMT rule, with the same results."""
+    from einc.lowering import tc_layout
+
+    monkeypatch.setattr(tc_layout, "MIN_FLOPS_PER_MOVED", 0)  # sizes the emulator runs quickly
+    k = _check(expr, shapes, dtype)
+    gemms = [row for row in k.built.plan if row[1].startswith("gemm")]
+    assert len(gemms) == 1 and gemms[0][2].startswith("tensor cores"), k.built.plan
+    assert len(k.built.program.body) == steps, k.built.program
+    assert sum(row[1] == "layout" for row in k.built.plan) == steps - 1, k.built.plan
+
+
+def test_tensor_core_layouts_leave_other_steps_alone():
+    from einc.lowering import tc_layout
+
+    from test_gpu import _program
+
+    for expr, shapes, dtype in [("bqhd,bkhd->bhqk", [(2, 32, 2, 16)] * 2, "float32"),  # SIMT anyway
+                                ("ik,kj->ij", [(64, 64)] * 2, "float16"),               # already WMMA's
+                                ("bqhd,bkhd->bhqk", [(2, 30, 2, 16)] * 2, "float16"),   # 30: not 16k
+                                ("bshe,dhe->bsd", [(2, 32, 2, 16), (16, 2, 16)], "float16"),  # two K labels
+                                # 64 flops per permuted element: the permutations would cost more
+                                ("bhqk,bkhd->bqhd", [(2, 4, 64, 64), (2, 64, 4, 32)], "float16")]:
+        p = _program(expr, shapes, dtype)
+        assert tc_layout.for_tensor_cores(p) is p, expr
+    # the suite's attention shapes in the [batch, seq, heads, dim] layout: 1024 flops per element
+    p = _program("bqhd,bkhd->bhqk", [(16, 1024, 16, 64)] * 2, "float16")
+    assert len(tc_layout.for_tensor_cores(p).body) == 3
 
 
 # -- the emulator catches what it is for --------------------------------------------------------

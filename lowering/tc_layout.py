@@ -1,0 +1,138 @@
+"""Operand and result layouts that let float16/bfloat16 contractions take tensor cores (CUDA only).
+
+The WMMA rule (``schedules_gpu_tc``) needs the two tiled labels of each operand to be its innermost
+axes and the output to end in ``M, N``.  Attention in the ``[batch, seq, heads, dim]`` layout
+(``bqhd,bkhd->bhqk``, ``bhqk,bkhd->bqhd``) and projections into heads (``bsd,dhe->bshe``) are not
+like that, and ran on the SIMT rule: float32 FMAs, 8-16 times below the tensor cores' rate.
+``for_tensor_cores`` rewrites such a step into explicit permutations of the operands that need one
+(``bqhd->bhqd``: one coalesced pass over an operand, scheduled as a map or a tiled transpose), the
+contraction in the layout the WMMA rule takes, and a permutation of its result when the requested
+output order differs.  The extra passes move each operand (and the result) once more through memory;
+a contraction big enough for tensor cores does far more work per element than that.
+
+Only steps that would take the tensor cores after the rewrite are touched: two operands of float16 or
+bfloat16, a GEMM (``schedules_gpu.classify``), one contracted label, tiled extents that are multiples
+of 16, a layout that is the only obstacle, and enough flops per permuted element
+(``MIN_FLOPS_PER_MOVED``).  Everything else is returned unchanged.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from einc.ir.nodes import Einsum, Program, einsum_sizes
+from einc.ir.types import TensorType
+
+from .schedules_gpu import _pick_inner, classify, gemm_groups
+
+#: off: steps keep the layout they were written in (the SIMT rule takes the ones WMMA cannot)
+ENABLED = True
+FRAG = 16
+#: the least work per permuted element worth a rewrite, in flops.  A permutation moves an element
+#: twice (read, write: ~1.3 ps for 16 bits at the H100's ~3 TB/s); tensor cores save ~0.02 ps a
+#: flop against float32 FMAs (~40 vs ~400+ TFLOP/s), so break-even is near 60: 4x margin.
+#: Attention scores (``bqhd,bkhd->bhqk``) do ``seq`` flops per moved element (1024 in the suite's
+#: shapes); ao_to_mo's steps 64, and stay on the SIMT rule.
+MIN_FLOPS_PER_MOVED = 256
+
+
+def _step(op: Einsum, types: list[TensorType]):
+    """The fields of ``lower.StepInfo`` that the classification reads, without lowering."""
+    return SimpleNamespace(kind="einsum", out_labels=op.output, red_labels=op.contracted(),
+                           operand_labels=tuple(op.inputs), operand_shapes=tuple(t.shape for t in types),
+                           sizes=einsum_sizes(op, types), dtype=op.type.dtype, acc_dtype="float32")
+
+
+def _last(labels: str, tiled: str) -> str:
+    """``labels`` with the labels in ``tiled`` moved to the end, each group keeping its order."""
+    return "".join(c for c in labels if c not in tiled) + "".join(c for c in labels if c in tiled)
+
+
+def layouts(op: Einsum, types: list[TensorType]):
+    """``(operand label strings, output label string)`` the WMMA rule takes for ``op``, or None when
+    the step is not one for tensor cores or already has them."""
+    if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
+        return None
+    st = _step(op, types)
+    g = gemm_groups(st)
+    if g is None or classify(st) != "gemm":
+        return None
+    _, M, N, K = g
+    if len(K) != 1:
+        return None
+    m_in, n_in, k = _pick_inner(M, st), N[-1], K
+    if any(st.sizes[c] % FRAG for c in (m_in, n_in, k)):
+        return None
+    la, lb = op.inputs
+    a_side = 0 if (m_in in la and m_in not in lb and n_in in lb and n_in not in la) else \
+        1 if (m_in in lb and m_in not in la and n_in in la and n_in not in lb) else None
+    if a_side is None:
+        return None
+    want = list(op.inputs)
+    want[a_side] = _last(op.inputs[a_side], m_in + k)
+    want[1 - a_side] = _last(op.inputs[1 - a_side], n_in + k)
+    out = _last(op.output, m_in + n_in)
+    if out[-2:] != m_in + n_in:  # N is the output's last label, so M before it is the only change
+        out = out[:-2] + m_in + n_in
+    if tuple(want) == tuple(op.inputs) and out == op.output:
+        return None
+    moved = sum(_size(t.shape) for t, labs, w in zip(types, op.inputs, want) if labs != w)
+    moved += _size(op.type.shape) if out != op.output else 0
+    flops = 2 * _size(st.sizes.values())
+    if flops < MIN_FLOPS_PER_MOVED * moved:
+        return None
+    return tuple(want), out
+
+
+def _size(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
+
+
+def _permute(name: str, src: str, labels: str, dst: str, t: TensorType) -> Einsum:
+    shape = tuple(t.shape[labels.index(c)] for c in dst)
+    return Einsum(name, (src,), (labels,), dst, TensorType(shape, t.dtype))
+
+
+def for_tensor_cores(prog: Program) -> Program:
+    """``prog`` with the float16/bfloat16 contractions that only their layout keeps off the tensor
+    cores rewritten around permutations (see the module docstring)."""
+    if not ENABLED:
+        return prog
+    env = {v.name: v.type for v in prog.inputs}
+    for op in prog.body:
+        env[op.result] = op.type
+    taken = set(env)
+
+    def fresh(base: str) -> str:
+        i = 0
+        while f"{base}_tc{i}" in taken:
+            i += 1
+        taken.add(f"{base}_tc{i}")
+        return f"{base}_tc{i}"
+
+    body, changed = [], False
+    for op in prog.body:
+        plan = layouts(op, [env[o] for o in op.operands]) if isinstance(op, Einsum) else None
+        if plan is None:
+            body.append(op)
+            continue
+        want, out = plan
+        operands = []
+        for o, labs, w in zip(op.operands, op.inputs, want):
+            if labs == w:
+                operands.append(o)
+                continue
+            p = _permute(fresh(op.result), o, labs, w, env[o])
+            body.append(p)
+            operands.append(p.result)
+        if out == op.output:
+            body.append(Einsum(op.result, tuple(operands), want, out, op.type))
+        else:
+            shape = tuple(op.type.shape[op.output.index(c)] for c in out)
+            mid = Einsum(fresh(op.result), tuple(operands), want, out, TensorType(shape, op.type.dtype))
+            body.append(mid)
+            body.append(_permute(op.result, mid.result, out, op.output, mid.type))
+        changed = True
+    return prog.replace(body=tuple(body)) if changed else prog
