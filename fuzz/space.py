@@ -241,7 +241,7 @@ def parse_config(spec: str) -> tuple[str, object]:
 GPU_KNOBS: dict[str, tuple] = {
     "ty": (8, 16), "tx": (8, 16), "tm": (4, 8), "tn": (4, 8), "bk": (8, 16), "kt": (True, False),
     "stages": (1, 2, 3), "async": (True, False), "unroll_k": (True, False), "split_k": (True, False),
-    "tile_products": (True, False),
+    "tile_products": (True, False), "tc_layout": (True, False),
 }
 
 

@@ -47,9 +47,10 @@ def _last(labels: str, tiled: str) -> str:
     return "".join(c for c in labels if c not in tiled) + "".join(c for c in labels if c in tiled)
 
 
-def layouts(op: Einsum, types: list[TensorType]):
+def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PER_MOVED):
     """``(operand label strings, output label string)`` the WMMA rule takes for ``op``, or None when
-    the step is not one for tensor cores or already has them."""
+    the step is not one for tensor cores, already has them, or does under ``min_flops`` per element
+    the permutations would move."""
     if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
         return None
     st = _step(op, types)
@@ -78,7 +79,7 @@ def layouts(op: Einsum, types: list[TensorType]):
     moved = sum(_size(t.shape) for t, labs, w in zip(types, op.inputs, want) if labs != w)
     moved += _size(op.type.shape) if out != op.output else 0
     flops = 2 * _size(st.sizes.values())
-    if flops < MIN_FLOPS_PER_MOVED * moved:
+    if flops < min_flops * moved:
         return None
     return tuple(want), out
 
@@ -98,8 +99,13 @@ def _permute(name: str, src: str, labels: str, dst: str, t: TensorType) -> Einsu
 def for_tensor_cores(prog: Program) -> Program:
     """``prog`` with the float16/bfloat16 contractions that only their layout keeps off the tensor
     cores rewritten around permutations (see the module docstring)."""
-    if not ENABLED:
+    from . import schedules_gpu
+
+    # the GEMM knob ``tc_layout`` (fuzzer, sweeps): True rewrites whatever the work, False never
+    forced = (schedules_gpu.GEMM_OVERRIDE or {}).get("tc_layout")
+    if not ENABLED or forced is False:
         return prog
+    min_flops = 0 if forced else MIN_FLOPS_PER_MOVED
     env = {v.name: v.type for v in prog.inputs}
     for op in prog.body:
         env[op.result] = op.type
@@ -114,7 +120,7 @@ def for_tensor_cores(prog: Program) -> Program:
 
     body, changed = [], False
     for op in prog.body:
-        plan = layouts(op, [env[o] for o in op.operands]) if isinstance(op, Einsum) else None
+        plan = layouts(op, [env[o] for o in op.operands], min_flops) if isinstance(op, Einsum) else None
         if plan is None:
             body.append(op)
             continue

@@ -345,17 +345,14 @@ def test_tensor_core_results(expr, shapes, max_stages, dtype, monkeypatch):
 def test_contractions_in_head_layouts_take_tensor_cores(expr, shapes, steps, dtype, monkeypatch):
     """Attention in the [batch, seq, heads, dim] layout: explicit permutations around a WMMA
     contraction (``tc_layout``) instead of the SIMT rule, with the same results."""
-    from einc.lowering import tc_layout
-
-    monkeypatch.setattr(tc_layout, "MIN_FLOPS_PER_MOVED", 0)  # sizes the emulator runs quickly
-    k = _check(expr, shapes, dtype)
+    k = _check(expr, shapes, dtype, override={"tc_layout": True})  # at sizes the emulator runs quickly
     gemms = [row for row in k.built.plan if row[1].startswith("gemm")]
     assert len(gemms) == 1 and gemms[0][2].startswith("tensor cores"), k.built.plan
     assert len(k.built.program.body) == steps, k.built.program
     assert sum(row[1] == "layout" for row in k.built.plan) == steps - 1, k.built.plan
 
 
-def test_tensor_core_layouts_leave_other_steps_alone():
+def test_tensor_core_layouts_leave_other_steps_alone(monkeypatch):
     from einc.lowering import tc_layout
 
     from test_gpu import _program
@@ -371,6 +368,11 @@ def test_tensor_core_layouts_leave_other_steps_alone():
     # the suite's attention shapes in the [batch, seq, heads, dim] layout: 1024 flops per element
     p = _program("bqhd,bkhd->bhqk", [(16, 1024, 16, 64)] * 2, "float16")
     assert len(tc_layout.for_tensor_cores(p).body) == 3
+    # the knob: False keeps every layout
+    from einc.lowering import schedules_gpu
+
+    monkeypatch.setattr(schedules_gpu, "GEMM_OVERRIDE", {"tc_layout": False})
+    assert tc_layout.for_tensor_cores(p) is p
 
 
 # -- the emulator catches what it is for --------------------------------------------------------
