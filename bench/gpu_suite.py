@@ -74,16 +74,32 @@ def _scaled(shapes, scale: float):
     return [[max(1, int(round(d * scale))) for d in s] for s in shapes]
 
 
-def bench_case(name: str, expr: str, shapes, *, repeat: int = 5, tol: float = 1e-4, seed: int = 0,
-               target="cuda") -> dict:
+#: relative tolerance per dtype (float16/bfloat16: both sides accumulate in float32 and round once)
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "float16": 2e-3, "bfloat16": 1e-2}
+
+
+def _inputs(shapes, dtype: str, gen):
+    import torch
+
+    if dtype.startswith(("int", "uint")):  # small values: sums wrap the same way on both sides
+        return [torch.randint(-5, 5, tuple(s), device="cuda", generator=gen).to(getattr(torch, dtype))
+                for s in shapes]
+    return [(torch.rand(tuple(s), device="cuda", generator=gen) * 2 - 1).to(getattr(torch, dtype)) for s in shapes]
+
+
+def bench_case(name: str, expr: str, shapes, *, repeat: int = 5, tol: float | None = None, seed: int = 0,
+               target="cuda", dtype: str = "float32") -> dict:
     import torch
 
     import einc
 
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    xs = [torch.rand(tuple(s), device="cuda", generator=gen) * 2 - 1 for s in shapes]
-    row = {"name": name, "expr": expr, "shapes": [list(s) for s in shapes]}
+    xs = _inputs(shapes, dtype, gen)
+    tol = TOLERANCE.get(dtype, 0.0) if tol is None else tol
+    row = {"name": name, "expr": expr, "shapes": [list(s) for s in shapes], "dtype": dtype}
     ref = torch.einsum(expr, *xs)
+    if ref.dtype != xs[0].dtype:  # torch sums int8 into int64; numpy's (einc's) einsum wraps in int8
+        ref = ref.to(xs[0].dtype)
     view = not ref.is_contiguous() or any(ref.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
                                           for x in xs)
     if view:
@@ -201,7 +217,8 @@ def main(argv=None) -> int:
     rows = []
     for n in names:
         case = suite[n]
-        r = bench_case(n, case["expr"], _scaled(case["shapes"], args.scale), repeat=args.repeat, target=args.target)
+        r = bench_case(n, case["expr"], _scaled(case["shapes"], args.scale), repeat=args.repeat, target=args.target,
+                       dtype=case.get("dtype", "float32"))
         rows.append(r)
         if not quiet:
             print(render([r]).splitlines()[1], flush=True)

@@ -601,3 +601,19 @@ def test_full_size_kernels_fit_registers_and_their_main_loops_are_mostly_fmas(na
     for k in gemms:
         assert k.fma_share >= FMA_SHARE_FLOOR[name], (k.name, k.fma_share, k.loop_mix)
         assert k.loop_shared_loads and k.loop_fmas / k.loop_shared_loads >= 8, (k.name, k.loop_mix)
+
+
+def test_extra_gpu_bench_cases_compile_to_their_rules():
+    """``bench/gpu_more.json`` (cases beyond the suite, timed by ``bench/gpu_suite.py``): each builds
+    for CUDA with einc's own rules and no fallback, and every float16 contraction on tensor cores."""
+    import einc
+
+    more = json.loads((ROOT / "bench" / "gpu_more.json").read_text())["gpu_more"]
+    assert more
+    for name, case in more.items():
+        dtype = case.get("dtype", "float32")
+        k = einc.compile(case["expr"], *[tuple(s) for s in case["shapes"]], dtype=dtype, target="cuda", cache=False)
+        classes = [row[1] for row in k.built.plan]
+        assert not any("->" in c or c in ("dlight", "generic") for c in classes), (name, k.built.plan)
+        if dtype == "float16" and "gemm" in classes:
+            assert all(row[2].startswith("tensor cores") for row in k.built.plan if row[1] == "gemm"), (name, k.built.plan)
