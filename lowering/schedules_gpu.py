@@ -378,8 +378,15 @@ def _map(sch, name, st):
     return f"fused, 256 threads{f', {got}-wide vectors' if got > 1 else ''}"
 
 
+def _tile_side(n: int) -> int:
+    """A transpose tile's side along an axis of extent ``n``: 32, or 16 / 8 for shorter axes."""
+    return next((t for t in (32, 16, 8) if n >= t), 0)
+
+
 def _transpose(sch, name, st):
-    """32 x 32 tiles: read rows of the source tile into padded shared memory, write its columns."""
+    """32 x 32 tiles (16 or 8 along an axis shorter than 32): read rows of the source tile into padded
+    shared memory, write its columns.  A warp writes whole rows of the output tile (coalesced) and
+    reads whole rows of the source tile."""
     blk = sch.get_sblock(name)
     loops = sch.get_loops(blk)
     labels = st.out_labels
@@ -390,14 +397,17 @@ def _transpose(sch, name, st):
     if c_in not in labels or c_in == labels[-1]:
         raise ValueError("not a transpose")
     a, b = labels.index(c_in), len(labels) - 1
-    T = 32
-    if st.sizes[c_in] < T or st.sizes[labels[-1]] < T:
-        raise ValueError("extents under 32")
+    # Ta along the source's contiguous axis, Tb along the output's (threadIdx.x: Tb, threadIdx.y: 8);
+    # 32 x 32 for the usual case.  An output axis under 32 took the map rule, whose warps read 32
+    # elements a whole source row apart (one 32-byte sector each: 1/8 of the bandwidth)
+    Ta, Tb = _tile_side(st.sizes[c_in]), _tile_side(st.sizes[labels[-1]])
+    if not Ta or not Tb:
+        raise ValueError("extents under 8")
     _fold_convert(sch, name, st)
     blk = sch.get_sblock(name)
     loops = sch.get_loops(blk)
-    ao, ai = sch.split(loops[a], [None, T])
-    bo, bi = sch.split(loops[b], [None, T])
+    ao, ai = sch.split(loops[a], [None, Ta])
+    bo, bi = sch.split(loops[b], [None, Tb])
     others = [lp for i, lp in enumerate(loops) if i not in (a, b)]
     sch.reorder(*others, ao, bo, ai, bi)
     outer = sch.fuse(*others, ao, bo) if others else sch.fuse(ao, bo)
@@ -413,12 +423,12 @@ def _transpose(sch, name, st):
     sch.compute_at(ss, outer)
     sl = sch.get_loops(ss)[1:]
     f = sch.fuse(*sl)
-    lo, ty, tx = sch.split(f, [None, 8, 32])
+    lo, ty, tx = sch.split(f, [None, 8, Tb])
     sch.bind(ty, "threadIdx.y")
     sch.bind(tx, "threadIdx.x")
     sch.unroll(lo)
-    sch.storage_align(ss, 0, axis=len(src[0]) - 2, factor=32, offset=1)
-    return f"{T}x{T} tiles over ({c_in},{labels[-1]}) through padded shared memory, 32x8 threads"
+    sch.storage_align(ss, 0, axis=len(src[0]) - 2, factor=Ta, offset=1)
+    return f"{Ta}x{Tb} tiles over ({c_in},{labels[-1]}) through padded shared memory, {Tb}x8 threads"
 
 
 # -- reductions -----------------------------------------------------------------------------------
@@ -433,12 +443,18 @@ def _check_shuffle_dtype(st) -> None:
         raise ValueError(f"no cross-thread reduction of {st.acc_dtype} (TVM's shared-memory tree lacks warp syncs)")
 
 
-def _two_stage_split(n_out: int, R: int, *, enough: int, min_chunk: int) -> int:
+def _two_stage_split(n_out: int, R: int, *, enough: int, min_chunk: int, exact: bool = True) -> int:
     """Chunks of a reduction of length ``R`` so that ``n_out * S`` reaches ``enough`` workers: a
-    power of two up to 1024 that divides ``R`` (the rfactor split stays even) and leaves at least
-    ``min_chunk`` elements a chunk; 1: one stage."""
+    power of two up to 1024 that leaves at least ``min_chunk`` elements a chunk and, with ``exact``,
+    divides ``R`` (the rfactor split stays even); 1: one stage.
+
+    ``exact=False`` (a prime-length ``i,i->`` ran in one block) is safe only with ``min_chunk`` well
+    above 1024 + 256: TVM's rfactor under a non-divisible split initialises a partial sum at the
+    chunk's first element (lowering/fuzz_hooks.py, ``rfactor_predicate``), so every chunk, and every
+    thread's first element within it, must be in range; the last chunk holds at least
+    ``ceil(R/S) - (S - 1)`` elements."""
     S = 1
-    while n_out * S < enough and S < 1024 and R % (S * 2) == 0 and R // (S * 2) >= min_chunk:
+    while n_out * S < enough and S < 1024 and (not exact or R % (S * 2) == 0) and R // (S * 2) >= min_chunk:
         S *= 2
     return S
 
@@ -466,7 +482,7 @@ def _reduce_two_stage(sch, name, st):
     n_out, R = _prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd)
     S = 1  # under 64K elements one block of 256 threads does it in a few hundred steps each
     if R >= 1 << 16:
-        S = _two_stage_split(n_out, R, enough=4 * NUM_SM, min_chunk=4096)  # blocks: 4 per SM
+        S = _two_stage_split(n_out, R, enough=4 * NUM_SM, min_chunk=4096, exact=False)  # blocks: 4 per SM
     if S == 1:  # enough outputs, or a short reduction: one stage
         return _reduce_inner(sch, name, st)
     if not sp:

@@ -154,6 +154,20 @@ def test_transposes_whose_extents_are_not_multiples_of_32(expr, shapes, dtype):
     assert k.built.plan[0][1] == "transpose", k.built.plan
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("expr,shapes,tile", [
+    ("ijk->kji", [(12, 20, 40)], "32x8"),    # the output's contiguous axis is 12 long
+    ("ij->ji", [(64, 16)], "16x32"),         # the source's is 16 long
+    ("ijkl->ljki", [(17, 19, 23, 29)], "16x16"),
+])
+def test_transposes_with_an_axis_under_32_take_smaller_tiles(expr, shapes, tile, dtype):
+    """16- or 8-wide tiles along an axis shorter than 32 (the map rule read such permutations a
+    whole source row apart per lane)."""
+    k = _check(expr, shapes, dtype)
+    row = k.built.plan[0]
+    assert row[1] == "transpose" and row[2].startswith(f"{tile} tiles"), k.built.plan
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8", "int16"])
 @pytest.mark.parametrize("expr,shapes", [("ij,ij->ij", [(64, 64)] * 2), ("ij->ji", [(96, 64)]),
                                          ("i,j->ij", [(64,), (48,)])])
@@ -297,6 +311,10 @@ def test_reduction_to_a_scalar_has_its_own_block():
     ("ij->", [(1024, 1024)], "bool", True),
     ("ij->i", [(8, 65536)], "int16", True),
     ("ij->j", [(65536, 64)], "uint8", True),
+    # lengths no power of two divides (100003 and 65537 are prime): uneven chunks, the last one short
+    ("i,i->", [(100003,), (100003,)], "float32", True),
+    ("ij->i", [(3, 65537)], "float32", True),
+    ("ij->", [(999, 1001)], "int16", True),
     ("ij->i", [(512, 256)], "float32", False),   # short rows
     ("ij->j", [(65536, 64)], "float32", True),    # few outputs along the contiguous axis
     ("ij->j", [(300, 7)], "float32", False),
