@@ -315,6 +315,7 @@ def test_reduction_to_a_scalar_has_its_own_block():
     ("i,i->", [(100003,), (100003,)], "float32", True),
     ("ij->i", [(3, 65537)], "float32", True),
     ("ij->", [(999, 1001)], "int16", True),
+    ("ij->j", [(65537, 16)], "float32", True),  # was 16 threads, each over every row
     ("ij->i", [(512, 256)], "float32", False),   # short rows
     ("ij->j", [(65536, 64)], "float32", True),    # few outputs along the contiguous axis
     ("ij->j", [(300, 7)], "float32", False),
