@@ -35,7 +35,7 @@ unchanged.  The CUDA emulator (``cuda_emulator``) runs these kernels, wmma and c
 and ``tests/test_gpu_emulated.py`` checks their results for both dtypes.
 
 Raises ``ValueError`` (the SIMT ``_gemm`` then takes the step) for other dtypes, extents that are
-not multiples of 16, more than one contracted label, or layouts where the tiled labels are not the
+not multiples of 16, no contracted label innermost in both operands, or layouts where the tiled labels are not the
 innermost two axes.
 """
 from __future__ import annotations
@@ -387,10 +387,10 @@ def tc_plan(sch, name, st) -> dict:
     if st.padded or st.pack_block:
         raise ValueError("padded/packed lowering")
     batch, M, N, K = g
-    if len(K) != 1:
-        raise ValueError("more than one contracted label")
-    k = K
     m_in, n_in = _pick_inner(M, st), N[-1]
+    k = inner_k(st.operand_labels, K)
+    if k is None:
+        raise ValueError(f"no contracted label among the innermost two axes of both operands ({K})")
     sz = st.sizes
     Mn, Nn, Kn = sz[m_in], sz[n_in], sz[k]
     if Mn % FRAG or Nn % FRAG or Kn % FRAG:
@@ -406,16 +406,34 @@ def tc_plan(sch, name, st) -> dict:
         raise ValueError("operands are not two distinct buffers of the step's dtype")
     if len(sch.get_loops(blk)) != len(st.out_labels) + len(st.red_labels):
         raise ValueError("loop/label mismatch")
+    k_out = [c for c in K if c != k]
     BM, BN, BK, WN, c_pad = _plan(Mn, Nn, Kn, not a_col, b_col)
-    stages = _stages(BM, BN, BK, not a_col, b_col, c_pad, Kn // BK)
-    return dict(m_in=m_in, n_in=n_in, k=k, a_idx=a_idx, b_idx=b_idx, a_col=a_col, b_col=b_col,
+    k_tiles = Kn // BK * _prod_sizes(sz, k_out)
+    stages = _stages(BM, BN, BK, not a_col, b_col, c_pad, k_tiles)
+    return dict(m_in=m_in, n_in=n_in, k=k, k_out=k_out, a_idx=a_idx, b_idx=b_idx, a_col=a_col, b_col=b_col,
                 BM=BM, BN=BN, BK=BK, WN=WN, c_pad=c_pad, stages=stages)
+
+
+def inner_k(operand_labels, K: str):
+    """The contracted label the WMMA tiles run along: one of ``K`` among the innermost two axes of
+    both operands (the others are serial loops outside it, ``bshe,dhe->bsd``); None when none is."""
+    for c in reversed(K):
+        if all(c in labs[-2:] for labs in operand_labels):
+            return c
+    return None
+
+
+def _prod_sizes(sizes, labels) -> int:
+    n = 1
+    for c in labels:
+        n *= sizes[c]
+    return n
 
 
 def gemm_tensorcore(sch, name, st) -> str:
     """WMMA tensor-core GEMM for float16/bfloat16 contractions (see the module docstring)."""
     p = tc_plan(sch, name, st)
-    m_in, n_in, k = p["m_in"], p["n_in"], p["k"]
+    m_in, n_in, k, k_out = p["m_in"], p["n_in"], p["k"], p["k_out"]
     a_idx, b_idx, a_col, b_col = p["a_idx"], p["b_idx"], p["a_col"], p["b_col"]
     BM, BN, BK, WN, c_pad, stages = p["BM"], p["BN"], p["BK"], p["WN"], p["c_pad"], p["stages"]
     blk = sch.get_sblock(name)
@@ -424,10 +442,14 @@ def gemm_tensorcore(sch, name, st) -> str:
     FM, FN = BM // FRAG, BN // WN // FRAG
     threads = WN * WARP
 
-    sch.reorder(*[lp[c] for c in outer], lp[m_in], lp[n_in], lp[k])
+    sch.reorder(*[lp[c] for c in outer], lp[m_in], lp[n_in], *[lp[c] for c in k_out], lp[k])
     mo, fm, mi = sch.split(lp[m_in], [None, FM, FRAG])
     no, wn, fn, ni = sch.split(lp[n_in], [None, WN, FN, FRAG])
     ko, kf, ki = sch.split(lp[k], [None, BK // FRAG, FRAG])
+    if k_out:
+        # other contracted labels join the loop over K tiles (one pipeline over all of them): a
+        # tile never straddles two of their values, so every tile region stays exact
+        ko = sch.fuse(*[lp[c] for c in k_out], ko)
     sch.reorder(*[lp[c] for c in outer], mo, no, wn, ko, kf, fm, fn, mi, ni, ki)
     inner = blk
     outer_blk = sch.blockize(mi)
@@ -509,7 +531,7 @@ def gemm_tensorcore(sch, name, st) -> str:
     pipe = (f"{stages}-stage {'cp.async ' if ASYNC_COPY else ''}pipeline" if stages >= 2
             else "no pipeline (one K tile)")
     return (f"tensor cores (wmma {dt}->f32): batch/outer {''.join(outer) or '-'}, tiles over "
-            f"{m_in}x{n_in}x{k}, block tile {BM}x{BN}x{BK}, {WN} warps x {BM}x{BN // WN} warp tile, "
+            f"{m_in}x{n_in}x{k}{', serial K ' + ''.join(k_out) if k_out else ''}, block tile {BM}x{BN}x{BK}, {WN} warps x {BM}x{BN // WN} warp tile, "
             f"A {'col' if a_col else 'row'}/B {'col' if b_col else 'row'}-major fragments, operands via padded "
             f"shared memory (16-byte loads), {pipe}, f32 accumulators staged per 16-row stripe "
             f"({vec}-wide converted stores)")

@@ -11,7 +11,7 @@ output order differs.  The extra passes move each operand (and the result) once 
 a contraction big enough for tensor cores does far more work per element than that.
 
 Only steps that would take the tensor cores after the rewrite are touched: two operands of float16 or
-bfloat16, a GEMM (``schedules_gpu.classify``), one contracted label, tiled extents that are multiples
+bfloat16, a GEMM (``schedules_gpu.classify``), tiled extents that are multiples
 of 16, a layout that is the only obstacle, and enough flops per permuted element
 (``MIN_FLOPS_PER_MOVED``).  Everything else is returned unchanged.
 """
@@ -23,6 +23,7 @@ from einc.ir.nodes import Einsum, Program, einsum_sizes
 from einc.ir.types import TensorType
 
 from .schedules_gpu import _pick_inner, classify, gemm_groups
+from .schedules_gpu_tc import inner_k
 
 #: off: steps keep the layout they were written in (the SIMT rule takes the ones WMMA cannot)
 ENABLED = True
@@ -58,12 +59,13 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
     if g is None or classify(st) != "gemm":
         return None
     _, M, N, K = g
-    if len(K) != 1:
-        return None
-    m_in, n_in, k = _pick_inner(M, st), N[-1], K
+    m_in, n_in = _pick_inner(M, st), N[-1]
+    la, lb = op.inputs
+    # the contracted label the tiles run along: one already innermost in both operands, else the
+    # one a operand holds innermost, else the last; the others stay serial loops outside it
+    k = inner_k(op.inputs, K) or next((labs[-1] for labs in op.inputs if labs[-1] in K), K[-1])
     if any(st.sizes[c] % FRAG for c in (m_in, n_in, k)):
         return None
-    la, lb = op.inputs
     a_side = 0 if (m_in in la and m_in not in lb and n_in in lb and n_in not in la) else \
         1 if (m_in in lb and m_in not in la and n_in in la and n_in not in lb) else None
     if a_side is None:

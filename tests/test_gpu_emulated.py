@@ -337,6 +337,9 @@ def test_long_reductions_with_few_outputs_take_two_stages(expr, shapes, dtype, t
     # the N-side operand first: the MMA's description reads B before A (these took the SIMT rule)
     ("kj,ik->ij", [(128, 64), (96, 128)], 2),
     ("bkj,bik->bij", [(2, 64, 32), (2, 48, 64)], 2),
+    # a second contracted label, outside the tiled one: one pipeline over both
+    ("bhse,hde->bsd", [(2, 2, 32, 16), (2, 48, 16)], 2),
+    ("jik,jkl->il", [(3, 32, 32), (3, 32, 48)], 2),
 ])
 def test_tensor_core_results(expr, shapes, max_stages, dtype, monkeypatch):
     """WMMA GEMMs (float16, and bfloat16 through nv_bfloat16 views of uint16 shared tiles) with
@@ -360,6 +363,7 @@ def test_tensor_core_results(expr, shapes, max_stages, dtype, monkeypatch):
     ("bqhd,bkhd->bhqk", [(2, 32, 2, 16), (2, 48, 2, 16)], 3),   # both operands permuted
     ("bhqk,bkhd->bqhd", [(2, 2, 32, 48), (2, 48, 2, 16)], 3),   # one operand and the result
     ("bsd,dhe->bshe", [(2, 32, 16), (16, 2, 16)], 3),
+    ("bshe,dhe->bsd", [(2, 32, 2, 16), (48, 2, 16)], 3),     # two contracted labels: h serial
 ])
 def test_contractions_in_head_layouts_take_tensor_cores(expr, shapes, steps, dtype, monkeypatch):
     """Attention in the [batch, seq, heads, dim] layout: explicit permutations around a WMMA
@@ -379,7 +383,7 @@ def test_tensor_core_layouts_leave_other_steps_alone(monkeypatch):
     for expr, shapes, dtype in [("bqhd,bkhd->bhqk", [(2, 32, 2, 16)] * 2, "float32"),  # SIMT anyway
                                 ("ik,kj->ij", [(64, 64)] * 2, "float16"),               # already WMMA's
                                 ("bqhd,bkhd->bhqk", [(2, 30, 2, 16)] * 2, "float16"),   # 30: not 16k
-                                ("bshe,dhe->bsd", [(2, 32, 2, 16), (16, 2, 16)], "float16"),  # two K labels
+                                ("bshe,dhe->bsd", [(2, 32, 2, 24), (16, 2, 24)], "float16"),  # 24: not 16k
                                 # 64 flops per permuted element: the permutations would cost more
                                 ("bhqk,bkhd->bqhd", [(2, 4, 64, 64), (2, 64, 4, 32)], "float16")]:
         p = _program(expr, shapes, dtype)
