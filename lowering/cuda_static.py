@@ -59,6 +59,7 @@ class KernelStatic:
     loop_fmas: int = 0
     loop_shared_loads: int = 0
     loop_mix: dict = field(default_factory=dict)
+    loop_mmas: int = 0  # of ``loop_fmas``, tensor-core instructions (HMMA/IMMA/DMMA)
 
     @property
     def fma_share(self) -> float:
@@ -162,6 +163,7 @@ def analyse_source(cuda_src: str, arch: str = "sm_90", workdir: str | None = Non
             fmas, ops = hot[kern]
             k.loop_instrs, k.loop_fmas = len(ops), fmas
             k.loop_shared_loads = sum(o.startswith("LDS") for o in ops)
+            k.loop_mmas = sum(o.split(".")[0] in ("HMMA", "IMMA", "DMMA") for o in ops)
             k.loop_mix = dict(Counter(ops).most_common(8))
         out.append(k)
     return out

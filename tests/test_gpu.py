@@ -570,6 +570,27 @@ def test_big_gemms_of_every_dtype_build_with_ptxas(dtype, shapes):
         assert k.stack_bytes == 0 and k.smem_bytes <= 48 * 1024 and 0 < k.registers <= 255, k
 
 
+@pytest.mark.parametrize("expr,shapes", [
+    ("kj,ik->ij", [(1024, 1024), (1024, 1024)]),                # the N-side operand first
+    ("bqhd,bkhd->bhqk", [(2, 512, 4, 256), (2, 512, 4, 256)]),  # permuted for the tensor cores (d = 256: a K loop)
+    ("bshe,dhe->bsd", [(4, 512, 8, 64), (512, 8, 64)]),         # two contracted labels
+])
+def test_float16_contractions_issue_tensor_core_mmas_in_their_main_loop(expr, shapes):
+    """SASS, not the plan's word: the contraction kernel's hottest loop holds HMMAs (each of these
+    ran on FFMAs before), and nothing spills."""
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not on PATH")
+    from einc.lowering.build import build
+    from einc.lowering.cuda_static import analyse_source, nvdisasm
+
+    if nvdisasm() is None:
+        pytest.skip("no nvdisasm (pip install 'einc[sass]')")
+    b = build(_program(expr, shapes, "float16"), {"kind": "cuda", "arch": "sm_90"})
+    kernels = analyse_source(b.rt_mod.imports[0].inspect_source(), "sm_90")
+    assert all(k.stack_bytes == 0 for k in kernels), kernels
+    assert max(k.loop_mmas for k in kernels) >= 16, [(k.name, k.loop_mix) for k in kernels]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FMA_SHARE_FLOOR))
 def test_full_size_kernels_fit_registers_and_their_main_loops_are_mostly_fmas(name):

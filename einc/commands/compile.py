@@ -160,7 +160,10 @@ def _print_resources(k) -> None:
     print(f"{'kernel':16} {'regs':>4} {'stack':>6} {'smem':>6} {'threads':>7} {'blocks/SM':>9}  main loop")
     for r in rows:
         loop = "-"
-        if r.loop_instrs:
+        if r.loop_mmas:  # tensor cores: one HMMA is a whole 16x8x16 fragment product
+            loop = (f"{r.loop_instrs} instructions, {r.loop_mmas} tensor-core MMAs, "
+                    f"{r.loop_mmas / max(1, r.loop_shared_loads):.1f} MMA per shared load")
+        elif r.loop_instrs:
             loop = (f"{r.loop_instrs} instructions, {100 * r.fma_share:.0f}% FMA, "
                     f"{r.loop_fmas / max(1, r.loop_shared_loads):.1f} FMA per shared load")
         elif nvdisasm() is None:
