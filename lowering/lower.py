@@ -108,11 +108,23 @@ class Lowered:
     out_types: list[TensorType]
 
 
+#: the most elements a value may have: TVM indexes buffers with 32-bit integers here (a 50000 x
+#: 50000 transpose failed deep in TVM's codegen: "Literal value 2500000000 exceeds range of int32")
+MAX_ELEMENTS = 2**31 - 1
+
+
 def check_supported(prog: Program) -> None:
     for name, t in prog.types().items():
         if t.dtype in UNSUPPORTED_DTYPES:
             raise Unsupported(f"value {name!r} has dtype {t.dtype}: TVM has no complex numbers; "
                               "use target='interp' for complex einsums")
+        n = 1
+        for d in t.shape:
+            n *= int(d)
+        if n > MAX_ELEMENTS:
+            raise Unsupported(f"value {name!r} ({t.dtype}{list(t.shape)}) has {n} elements, over 2**31 - 1: "
+                              "einc's compiled kernels index with 32-bit integers; use target='interp' (numpy) "
+                              "or split the einsum along one of its labels")
 
 
 def has_zero_size(prog: Program) -> bool:
