@@ -181,6 +181,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("expr", nargs="?", metavar="EXPR", help="one einsum to time (with --shapes) instead of the suite")
     ap.add_argument("--shapes", help="operand shapes for EXPR, e.g. 512x512,512x512")
+    ap.add_argument("--dtype", default="float32", help="operand dtype for EXPR (suite cases carry their own)")
     ap.add_argument("--cases", help="comma-separated case names (default: all gpu cases)")
     ap.add_argument("--suite", help="suite JSON (default bench/suite.json)")
     ap.add_argument("--section", default="gpu", help="suite section (default gpu)")
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
     if args.expr:
         from einc.cli import parse_shapes
 
-        suite = {"expr": {"expr": args.expr, "shapes": parse_shapes(args.shapes)}}
+        suite = {"expr": {"expr": args.expr, "shapes": parse_shapes(args.shapes), "dtype": args.dtype}}
     else:
         suite = load_suite(args.suite, args.section)
     names = args.cases.split(",") if args.cases else list(suite)

@@ -159,6 +159,10 @@ def test_bench_target_cuda_runs_the_gpu_suite_and_refuses_cpu_only_flags():
     for flags in (["--threads", "2"], ["--peers", "numpy"], ["--overhead"], ["--dtype", "float16"]):
         with pytest.raises(EincError, match="only apply to the CPU benchmark"):
             suite_argv(build_parser().parse_args(["bench", "--target", "cuda", *flags]))
+    # with EXPR, --dtype goes to the GPU benchmark (suite cases carry their own)
+    args = build_parser().parse_args(["bench", "ik,kj->ij", "--shapes", "8x8,8x8", "--target", "cuda",
+                                      "--dtype", "float16"])
+    assert suite_argv(args) == ["ik,kj->ij", "--shapes", "8x8,8x8", "--target", "cuda", "--dtype", "float16"]
 
 
 def test_bench_target_cuda_without_a_gpu_says_so(tmp_path):

@@ -83,19 +83,21 @@ def _is_cuda(target: str) -> bool:
 
 
 def _gpu_argv(args: argparse.Namespace) -> list[str]:
-    """The command line of ``bench/gpu_suite.py``: torch.einsum is the one peer there, float32 inputs."""
+    """The command line of ``bench/gpu_suite.py``: torch.einsum is the one peer there."""
     from einc.errors import EincError
 
     unsupported = [flag for flag, on in (("--peers", args.peers), ("--threads", args.threads),
                                          ("--min-time", args.min_time), ("--overhead", args.overhead),
-                                         ("--dtype", args.dtype != "float32"))
+                                         ("--dtype", args.dtype != "float32" and not args.expr))
                    if on]
     if unsupported:
         raise EincError(f"einc bench --target cuda: {', '.join(unsupported)} only apply to the CPU benchmark "
-                        "(the GPU one times float32 inputs against torch.einsum with CUDA events)")
+                        "(the GPU one times against torch.einsum with CUDA events; --dtype goes with EXPR, "
+                        "suite cases carry their own)")
     argv = [args.expr] if args.expr else []
     for flag, value in (("--shapes", args.shapes), ("--suite", args.suite), ("--section", args.section),
-                        ("--cases", args.cases), ("--repeat", args.repeat), ("--target", args.target)):
+                        ("--cases", args.cases), ("--repeat", args.repeat), ("--target", args.target),
+                        ("--dtype", args.dtype if args.expr and args.dtype != "float32" else None)):
         if value is not None and not (flag == "--section" and value == "cpu"):
             argv += [flag, str(value)]
     if args.json:
