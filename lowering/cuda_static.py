@@ -23,7 +23,7 @@ from pathlib import Path
 
 from einc.errors import CompileError, EincError
 
-REGS_PER_SM, SMEM_PER_SM, MAX_BLOCKS_PER_SM = 65536, 228 * 1024, 32
+REGS_PER_SM, SMEM_PER_SM, MAX_BLOCKS_PER_SM, MAX_THREADS_PER_SM = 65536, 228 * 1024, 32, 2048
 FMA_OPS = ("FFMA", "DFMA", "HFMA2", "HMMA")
 
 
@@ -70,7 +70,8 @@ def _blocks_per_sm(regs: int, smem: int, threads: int = 256) -> int:
     regs = -(-max(1, regs) // 8) * 8  # allocated per warp in units of 256 registers
     by_regs = REGS_PER_SM // (regs * threads)
     by_smem = SMEM_PER_SM // smem if smem else MAX_BLOCKS_PER_SM
-    return max(0, min(by_regs, by_smem, MAX_BLOCKS_PER_SM))
+    # (the resident-thread limit: a 256-thread kernel of 20 registers was reported at 10 blocks an SM)
+    return max(0, min(by_regs, by_smem, MAX_BLOCKS_PER_SM, MAX_THREADS_PER_SM // max(1, threads)))
 
 
 def _ptxas_resources(stderr: str) -> dict[str, dict]:

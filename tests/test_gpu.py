@@ -676,3 +676,13 @@ def test_values_over_2_to_the_31_elements_are_refused_by_name(target):
 
     with pytest.raises(Unsupported, match=r"value 'out' \(float32\[70000, 70000\]\) has 4900000000 elements"):
         einc.compile("ik,kj->ij", (70000, 16), (16, 70000), target=target, cache=False)
+
+
+def test_blocks_per_sm_counts_registers_shared_memory_and_resident_threads():
+    from einc.lowering.cuda_static import _blocks_per_sm
+
+    assert _blocks_per_sm(121, 33280, 256) == 2     # registers: 2 x 256 x 128 = 65536
+    assert _blocks_per_sm(168, 40960, 128) == 3     # registers again (shared memory would allow 5)
+    assert _blocks_per_sm(40, 100 * 1024, 128) == 2  # shared memory
+    assert _blocks_per_sm(20, 0, 256) == 8          # 2048 resident threads, whatever the registers
+    assert _blocks_per_sm(8, 0, 32) == 32           # the block limit
