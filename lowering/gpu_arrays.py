@@ -163,18 +163,16 @@ def call(kernel, arrays, out=None):
                           "(compile with target='llvm' to run on the CPU)")
     dev = _tvm.cuda_device(0)
     frame = _Frame()
-    ins, kinds = [], []
+    ins = []
     for i, x in enumerate(arrays):
         t = kernel.in_types[i]
         what = kernel._name(i)
         if is_cuda_array(x):
             ins.append(_to_tvm(x, what, t, _tvm))
-            kinds.append(_kind(x))
         else:
             a = kernel._prepare_input(i, x, frame)  # checks shape/dtype, numpy storage view
             ins.append(_tvm.tensor_on(np.ascontiguousarray(a), dev))
-    on_device = kinds[0] if kinds else None
-    owner = _Owner(next((x for x in arrays if is_cuda_array(x)), None))
+    owner = _Owner(next((x for x in arrays if is_cuda_array(x)), None))  # results come back as its kind
     single = len(kernel.out_types) == 1
     outs_user = None if out is None else ([out] if single and not isinstance(out, (list, tuple)) else list(out))
     if outs_user is not None and len(outs_user) != len(kernel.out_types):
@@ -219,8 +217,8 @@ def call(kernel, arrays, out=None):
         if o is not None:
             o[...] = tv.numpy().view(np_dtype(t.dtype)) if t.dtype == "bfloat16" else tv.numpy()
             res.append(o)
-        elif on_device is not None:
-            res.append(_give(on_device, tv, t))
+        elif owner.kind is not None:
+            res.append(_give(owner.kind, tv, t))
         else:
             a = tv.numpy()
             res.append(frame.give_back(a.view(np_dtype(t.dtype)) if t.dtype == "bfloat16" else a))

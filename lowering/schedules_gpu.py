@@ -443,20 +443,19 @@ def _check_shuffle_dtype(st) -> None:
         raise ValueError(f"no cross-thread reduction of {st.acc_dtype} (TVM's shared-memory tree lacks warp syncs)")
 
 
-def _two_stage_split(n_out: int, R: int, *, enough: int, min_chunk: int, exact: bool = True) -> int:
+def _two_stage_split(n_out: int, R: int, *, enough: int, min_chunk: int) -> int:
     """Chunks of a reduction of length ``R`` so that ``n_out * S`` reaches ``enough`` workers: a
-    power of two up to 1024 that leaves at least ``min_chunk`` elements a chunk and, with ``exact``,
-    divides ``R`` (the rfactor split stays even); 1: one stage.
+    power of two up to 1024 that leaves at least ``min_chunk`` and at least ``S`` elements a chunk;
+    1: one stage.
 
-    ``exact=False`` (a prime-length ``i,i->`` ran in one block, ``ij->j`` over 65537 rows on 64
-    threads) allows uneven chunks, each at least ``S`` long: TVM's rfactor under a non-divisible
-    split initialises a partial sum at its chunk's first element (lowering/fuzz_hooks.py,
-    ``rfactor_predicate``), so every chunk must start in range, and the last one holds
+    ``S`` need not divide ``R`` (a prime-length ``i,i->`` ran in one block, ``ij->j`` over 65537
+    rows on 64 threads), hence the second bound: TVM's rfactor under a non-divisible split
+    initialises a partial sum at its chunk's first element (lowering/fuzz_hooks.py,
+    ``rfactor_predicate``), so every chunk must start in range; the last one holds
     ``ceil(R/S) - d`` elements with ``d < S``.  A cross-thread first stage (256 threads) also needs
     each thread's first element in range: ``min_chunk`` >= 1024 + 256 there."""
     S = 1
-    while n_out * S < enough and S < 1024 and R // (S * 2) >= min_chunk and \
-            (R % (S * 2) == 0 if exact else R // (S * 2) >= S * 2):
+    while n_out * S < enough and S < 1024 and R // (S * 2) >= max(min_chunk, S * 2):
         S *= 2
     return S
 
@@ -484,7 +483,7 @@ def _reduce_two_stage(sch, name, st):
     n_out, R = _prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd)
     S = 1  # under 64K elements one block of 256 threads does it in a few hundred steps each
     if R >= 1 << 16:
-        S = _two_stage_split(n_out, R, enough=4 * NUM_SM, min_chunk=4096, exact=False)  # blocks: 4 per SM
+        S = _two_stage_split(n_out, R, enough=4 * NUM_SM, min_chunk=4096)  # blocks: 4 per SM
     if S == 1:  # enough outputs, or a short reduction: one stage
         return _reduce_inner(sch, name, st)
     if not sp:
@@ -534,7 +533,7 @@ def _reduce_outer_two_stage(sch, name, st):
     if not sp or not rd:
         raise ValueError("needs spatial and reduce loops")
     n_out, R = _prod(_ext(sch, lp) for lp in sp), _prod(_ext(sch, lp) for lp in rd)
-    S = _two_stage_split(n_out, R, enough=NUM_SM * 1024, min_chunk=256, exact=False)  # threads: 1024 per SM
+    S = _two_stage_split(n_out, R, enough=NUM_SM * 1024, min_chunk=256)  # threads: 1024 per SM
     if S == 1:  # the outputs alone give the GPU enough threads
         return _reduce_outer(sch, name, st)
     loops = _rfactor_chunks(sch, sp, rd, S)
