@@ -31,6 +31,7 @@ schedules in ``schedules_cpu``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from einc.errors import Unsupported
@@ -118,9 +119,7 @@ def check_supported(prog: Program) -> None:
         if t.dtype in UNSUPPORTED_DTYPES:
             raise Unsupported(f"value {name!r} has dtype {t.dtype}: TVM has no complex numbers; "
                               "use target='interp' for complex einsums")
-        n = 1
-        for d in t.shape:
-            n *= int(d)
+        n = math.prod(int(d) for d in t.shape)
         if n > MAX_ELEMENTS:
             raise Unsupported(f"value {name!r} ({t.dtype}{list(t.shape)}) has {n} elements, over 2**31 - 1: "
                               "einc's compiled kernels index with 32-bit integers; use target='interp' (numpy) "

@@ -40,7 +40,7 @@ innermost two axes.
 """
 from __future__ import annotations
 
-from .schedules_gpu import _pick_inner, gemm_groups
+from .schedules_gpu import _pick_inner, _prod, gemm_groups
 
 FRAG = 16
 WARP = 32
@@ -408,7 +408,7 @@ def tc_plan(sch, name, st) -> dict:
         raise ValueError("loop/label mismatch")
     k_out = [c for c in K if c != k]
     BM, BN, BK, WN, c_pad = _plan(Mn, Nn, Kn, not a_col, b_col)
-    k_tiles = Kn // BK * _prod_sizes(sz, k_out)
+    k_tiles = Kn // BK * _prod(sz[c] for c in k_out)
     stages = _stages(BM, BN, BK, not a_col, b_col, c_pad, k_tiles)
     return dict(m_in=m_in, n_in=n_in, k=k, k_out=k_out, a_idx=a_idx, b_idx=b_idx, a_col=a_col, b_col=b_col,
                 BM=BM, BN=BN, BK=BK, WN=WN, c_pad=c_pad, stages=stages)
@@ -421,13 +421,6 @@ def inner_k(operand_labels, K: str):
         if all(c in labs[-2:] for labs in operand_labels):
             return c
     return None
-
-
-def _prod_sizes(sizes, labels) -> int:
-    n = 1
-    for c in labels:
-        n *= sizes[c]
-    return n
 
 
 def gemm_tensorcore(sch, name, st) -> str:

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from einc.ir.nodes import Einsum, Program, einsum_sizes
 from einc.ir.types import TensorType
 
-from .schedules_gpu import _pick_inner, classify, gemm_groups
+from .schedules_gpu import _pick_inner, _prod, classify, gemm_groups
 from .schedules_gpu_tc import inner_k
 
 #: off: steps keep the layout they were written in (the SIMT rule takes the ones WMMA cannot)
@@ -78,19 +78,12 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
         out = out[:-2] + m_in + n_in
     if tuple(want) == tuple(op.inputs) and out == op.output:
         return None
-    moved = sum(_size(t.shape) for t, labs, w in zip(types, op.inputs, want) if labs != w)
-    moved += _size(op.type.shape) if out != op.output else 0
-    flops = 2 * _size(st.sizes.values())
+    moved = sum(_prod(t.shape) for t, labs, w in zip(types, op.inputs, want) if labs != w)
+    moved += _prod(op.type.shape) if out != op.output else 0
+    flops = 2 * _prod(st.sizes.values())
     if flops < min_flops * moved:
         return None
     return tuple(want), out
-
-
-def _size(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= int(d)
-    return n
 
 
 def _permute(name: str, src: str, labels: str, dst: str, t: TensorType) -> Einsum:
