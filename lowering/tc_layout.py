@@ -73,9 +73,7 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
     want = list(op.inputs)
     want[a_side] = _last(op.inputs[a_side], m_in + k)
     want[1 - a_side] = _last(op.inputs[1 - a_side], n_in + k)
-    out = _last(op.output, m_in + n_in)
-    if out[-2:] != m_in + n_in:  # N is the output's last label, so M before it is the only change
-        out = out[:-2] + m_in + n_in
+    out = _last(op.output, m_in + n_in)  # N is the output's last label: this ends in M, N
     if tuple(want) == tuple(op.inputs) and out == op.output:
         return None
     moved = sum(_prod(t.shape) for t, labs, w in zip(types, op.inputs, want) if labs != w)
