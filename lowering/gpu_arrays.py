@@ -12,7 +12,10 @@ and ``cupy.cuda.Stream`` contexts are honoured: the kernel is ordered after the 
 its inputs and before what the caller queues next, without a device synchronisation), and results
 are allocated by that library (torch's caching allocator, CuPy's memory pool): no ``cudaMalloc`` /
 ``cudaFree`` per call, and ``cudaFree`` would have synchronised the device.  Otherwise kernels run
-on TVM's current stream of device 0, the default (legacy) stream.
+on TVM's current stream, the default (legacy) stream.
+
+A call runs on the device its CUDA arrays are on (``cuda:N``; host arrays are copied there), device 0
+when all are host arrays; CUDA arrays on two devices are an error.
 """
 from __future__ import annotations
 
@@ -88,10 +91,25 @@ def _to_tvm(x: Any, what: str, t, tvm_mod):
         dt = "uint16"
     if dt != _storage(t.dtype):
         raise EincTypeError(f"{what}: dtype {dt} but the kernel was compiled for {t.dtype}; cast it first")
-    dev_type, dev_id = (int(v) for v in tv.__dlpack_device__())
-    if dev_type not in _CUDA_DEVICE_TYPES or dev_id != 0:
-        raise EincTypeError(f"{what}: array is on {tv.device}; einc CUDA kernels run on cuda:0")
+    if int(tv.__dlpack_device__()[0]) not in _CUDA_DEVICE_TYPES:
+        raise EincTypeError(f"{what}: array is on {tv.device}, not a CUDA device")
     return tv
+
+
+def call_device(named) -> int:
+    """The CUDA device a call runs on: the one its CUDA arrays (``(name, array)`` pairs: operands,
+    then ``out=`` arrays) are on, 0 when none is.  Arrays on two devices are an error naming both."""
+    seen = None
+    for what, x in named:
+        if not is_cuda_array(x):
+            continue
+        dev = int(x.__dlpack_device__()[1])
+        if seen is None:
+            seen = (what, dev)
+        elif dev != seen[1]:
+            raise EincTypeError(f"{what} is on cuda:{dev} but {seen[0]} on cuda:{seen[1]}: a kernel call's "
+                                "CUDA arrays must all be on one device")
+    return 0 if seen is None else seen[1]
 
 
 def _give(kind: str, tv, t):
@@ -158,10 +176,18 @@ def call(kernel, arrays, out=None):
 
     from . import _tvm
 
+    single = len(kernel.out_types) == 1
+    outs_user = None if out is None else ([out] if single and not isinstance(out, (list, tuple)) else list(out))
+    if outs_user is not None and len(outs_user) != len(kernel.out_types):
+        raise EincError(f"out: {len(kernel.out_types)} arrays expected, got {len(outs_user)}")
+    dev_id = call_device([(kernel._name(i), x) for i, x in enumerate(arrays)] +
+                         [(f"out[{j}]", o) for j, o in enumerate(outs_user or [])])
     if not _tvm.cuda_exists():
         raise Unsupported("this kernel was compiled for CUDA and no GPU is present here "
                           "(compile with target='llvm' to run on the CPU)")
-    dev = _tvm.cuda_device(0)
+    # the arrays' device: TVM's host code sets it from the first argument before each launch, and
+    # loads the module there on first use
+    dev = _tvm.cuda_device(dev_id)
     frame = _Frame()
     ins = []
     for i, x in enumerate(arrays):
@@ -173,10 +199,6 @@ def call(kernel, arrays, out=None):
             a = kernel._prepare_input(i, x, frame)  # checks shape/dtype, numpy storage view
             ins.append(_tvm.tensor_on(np.ascontiguousarray(a), dev))
     owner = _Owner(next((x for x in arrays if is_cuda_array(x)), None))  # results come back as its kind
-    single = len(kernel.out_types) == 1
-    outs_user = None if out is None else ([out] if single and not isinstance(out, (list, tuple)) else list(out))
-    if outs_user is not None and len(outs_user) != len(kernel.out_types):
-        raise EincError(f"out: {len(kernel.out_types)} arrays expected, got {len(outs_user)}")
     outs, copy_back, fresh = [], [], {}
     for j, t in enumerate(kernel.out_types):
         o = outs_user[j] if outs_user is not None else None

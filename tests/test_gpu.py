@@ -392,13 +392,13 @@ def test_einsum_on_numpy_with_a_cuda_target(monkeypatch, tmp_path):
 
 
 class _FakeCudaArray:
-    """Says it lives on CUDA device 0 (DLPack device type 2) and has a shape and dtype; no data."""
+    """Says it lives on CUDA device ``device`` (DLPack device type 2) and has a shape and dtype; no data."""
 
-    def __init__(self, shape, dtype="float32"):
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+    def __init__(self, shape, dtype="float32", device=0):
+        self.shape, self.dtype, self.device = tuple(shape), np.dtype(dtype), device
 
     def __dlpack_device__(self):
-        return (2, 0)
+        return (2, self.device)
 
     def __dlpack__(self, **kw):
         raise BufferError("no data: a test double")
@@ -686,3 +686,21 @@ def test_blocks_per_sm_counts_registers_shared_memory_and_resident_threads():
     assert _blocks_per_sm(40, 100 * 1024, 128) == 2  # shared memory
     assert _blocks_per_sm(20, 0, 256) == 8          # 2048 resident threads, whatever the registers
     assert _blocks_per_sm(8, 0, 32) == 32           # the block limit
+
+
+def test_a_call_runs_on_its_arrays_device_and_refuses_two_devices():
+    """Arrays on cuda:N run there (TVM's host code sets the device from the first argument); arrays on
+    two devices are an einc error naming both, before anything runs."""
+    import einc
+    from einc.errors import EincTypeError
+    from einc.lowering.gpu_arrays import call_device
+
+    a, b = _FakeCudaArray((64, 32), device=1), _FakeCudaArray((32, 48), device=1)
+    assert call_device([("operand 0", a), ("operand 1", b)]) == 1
+    assert call_device([("operand 0", np.ones(3)), ("out[0]", _FakeCudaArray((3,), device=3))]) == 3
+    assert call_device([("operand 0", np.ones(3))]) == 0
+    k = einc.compile("ik,kj->ij", (64, 32), (32, 48), target="cuda", cache=False)
+    with pytest.raises(EincTypeError, match=r"operand 1 \(t1\) is on cuda:0 but operand 0 \(t0\) on cuda:1"):
+        k(a, _FakeCudaArray((32, 48), device=0))
+    with pytest.raises(EincTypeError, match=r"out\[0\] is on cuda:2 but operand 0 \(t0\) on cuda:1"):
+        k(a, b, out=_FakeCudaArray((64, 48), device=2))
