@@ -565,7 +565,8 @@ def build_cuda_emu(prog: Program, *, gpu_knobs: dict | None = None, mark: Callab
     finally:
         schedules_gpu.GEMM_OVERRIDE = saved
     if features is not None:
-        features.update(f"gpu:{row[1]}" for row in built.plan)
+        features.update(f"gpu:{row[1]}{':tensor-cores' if row[2].startswith('tensor cores') else ''}"
+                        for row in built.plan)
     return built
 
 
