@@ -88,6 +88,8 @@ class StepInfo:
     pack_block: str | None = None  # block packing the GEMM's B operand into panels
     # GPU: buffer read -> the product block that computes it into this GEMM's shared K tiles
     tile_products: dict = field(default_factory=dict)
+    #: GPU tensor cores: padded operand copy buffer -> its block (``tc_layout.padding``)
+    pad_blocks: dict = field(default_factory=dict)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -270,6 +272,15 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
         for lab, r in ((gemm.n, gemm.nr), (gemm.m, gemm.mr)):
             if lab is not None and sizes[lab] % r:
                 pad[lab] = -(-sizes[lab] // r) * r
+    padded_in = {}  # operand index -> its padded copy (GPU tensor cores, ``tc_layout.padding``)
+    if gpu:
+        from .tc_layout import padding
+
+        pad = padding(op, types)
+        for j, (T, labs) in enumerate(zip(tensors, op.inputs)):
+            if any(c in pad for c in labs):
+                padded_in[j] = _padded_copy(T, labs, sizes, pad, f"{name}__pad{j}")
+                step.pad_blocks[padded_in[j].op.name] = padded_in[j].op.name
     step.padded = dict(pad)
 
     def body(*ovars):
@@ -284,6 +295,10 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
                 idx = [env[c] for c in others] + [tirx.floordiv(nv, gemm.nr)] + [env[c] for c in ks] + \
                     [tirx.floormod(nv, gemm.nr)]
                 terms.append(P[tuple(idx)])
+                continue
+            if j in padded_in:
+                v = padded_in[j][tuple(env[c] for c in labs)]
+                terms.append(convert(v, _src_tag(t.dtype), cdt))
                 continue
             idx = [clamp.get(c, env[c]) if (n != 1 or sizes[c] == 1) else 0 for c, n in zip(labs, t.shape)]
             v = T[tuple(idx)] if idx else T[()]
@@ -309,6 +324,15 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     step.convert_block = name
     final = te.compute(shape, lambda *i: convert(acc[i] if i else acc[()], cdt, _dst_tag(out_dt)), name=name)
     return final
+
+
+def _padded_copy(T, labs: str, sizes: dict, pad: dict, name: str):
+    """``T`` over the padded extents of ``pad``, the extra rows reading its last one (in bounds; the
+    results they feed are dropped)."""
+    def body(*iv):
+        return T[tuple(tirx.min(v, sizes[c] - 1) if c in pad else v for v, c in zip(iv, labs))]
+
+    return te.compute(tuple(pad.get(c, sizes[c]) for c in labs), body, name=name)
 
 
 def _src_tag(dtype: str) -> str:

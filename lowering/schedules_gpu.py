@@ -620,7 +620,7 @@ def gemm_config(st, m_in, n_in, Kn) -> dict:
     register tile (32 accumulators are already 64 registers) and a K tile small enough for the
     shared tiles to stay within the 48 KiB a kernel may declare statically (128x128x16 float64
     tiles took 65 KiB: ptxas refused the kernel)."""
-    sz = st.sizes
+    sz = {**st.sizes, **st.padded}  # padded extents: the loops run over them (tensor-core padding)
     wide = _value_bytes(st) >= 8
     ty, tm = _tile(sz[m_in])
     tx, tn = _tile(sz[n_in], big_reg=4 if wide else 8)
@@ -648,7 +648,7 @@ def _gemm(sch, name, st):
     if len(loops) != len(labels):
         raise ValueError("loop/label mismatch")
     lp = dict(zip(labels, loops))
-    sz = st.sizes
+    sz = {**st.sizes, **st.padded}  # padded extents: the loops run over them (tensor-core padding)
     m_in, n_in, k_in = _pick_inner(M, st), N[-1], _pick_k(K, st)
     outer = [c for c in batch + M + N if c not in (m_in, n_in)]
     k_out = [c for c in K if c != k_in]
@@ -736,6 +736,8 @@ def _gemm(sch, name, st):
             # the copy into shared memory becomes the product itself (mttkrp's jr,kr->rjk)
             sch.compute_inline(sch.get_sblock(st.tile_products[buf]))
             products.append(buf)
+        elif buf in st.pad_blocks:  # a padded copy meant for the tensor cores: read clamped instead
+            sch.compute_inline(sch.get_sblock(st.pad_blocks[buf]))
     kmajor = []
     k_all = set(K)
     for i, ss in enumerate(shared):

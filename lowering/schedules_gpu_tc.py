@@ -352,13 +352,13 @@ def _operand_info(st, m_in, n_in, k):
     return a_idx, b_idx, A[-1] == m_in, B[-1] == k
 
 
-def _coop_load(sch, blk, below: int, threads: int, elem_bytes: int):
+def _coop_load(sch, blk, below: int, threads: int, elem_bytes: int, vector: bool = True):
     """Fuse the loops of a cache block below ``below`` and split them over ``threads`` with 16-byte
-    vectors where the tile allows; returns the vector width."""
+    vectors where the tile allows (``vector=False``: scalar copies); returns the vector width."""
     inner = sch.get_loops(blk)[below:]
     f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
     total = int(sch.get(f).extent)
-    vec = 16 // elem_bytes
+    vec = 16 // elem_bytes if vector else 1
     while vec > 1 and total % (threads * vec):
         vec //= 2
     warps = threads // WARP
@@ -384,14 +384,14 @@ def tc_plan(sch, name, st) -> dict:
     g = gemm_groups(st)
     if g is None:
         raise ValueError("not a contraction")
-    if st.padded or st.pack_block:
+    if st.pack_block or (st.padded and not st.pad_blocks):
         raise ValueError("padded/packed lowering")
     batch, M, N, K = g
     m_in, n_in = _pick_inner(M, st), N[-1]
     k = inner_k(st.operand_labels, K)
     if k is None:
         raise ValueError(f"no contracted label among the innermost two axes of both operands ({K})")
-    sz = st.sizes
+    sz = {**st.sizes, **st.padded}  # the block's loops run over the padded extents
     Mn, Nn, Kn = sz[m_in], sz[n_in], sz[k]
     if Mn % FRAG or Nn % FRAG or Kn % FRAG:
         raise ValueError(f"extents {m_in}={Mn} {n_in}={Nn} {k}={Kn} not multiples of 16")
@@ -454,12 +454,18 @@ def gemm_tensorcore(sch, name, st) -> str:
     elem = 2
     frag_scope = {a_idx: "wmma.matrix_a", b_idx: "wmma.matrix_b"}
     shared, frags = {}, {}
+    pads = [r.source.name for r in sch.get(outer_blk).reads if r.source.name in st.pad_blocks]
     for idx in (0, 1):
         ss = sch.cache_read(outer_blk, idx, "shared")
         sch.compute_at(ss, ko)
-        _coop_load(sch, ss, 3, threads, elem)  # bx, wn, ko
+        # a padded label innermost makes the copy a clamped gather: TVM 0.27 prints an 8-lane half
+        # gather as make_uint4 of 8 values (no such CUDA function), so such a copy stays scalar
+        gather = st.operand_labels[idx][-1] in st.padded
+        _coop_load(sch, ss, 3, threads, elem, vector=not gather)  # bx, wn, ko
         sch.storage_align(ss, 0, axis=-2, factor=FRAG * 2, offset=8)
         shared[idx] = ss
+    for buf in pads:  # a padded operand copy is read straight into the shared tile (clamped)
+        sch.compute_inline(sch.get_sblock(st.pad_blocks[buf]))
     for idx in (0, 1):
         fr = sch.cache_read(outer_blk, idx, frag_scope[idx])
         sch.compute_at(fr, kf)
@@ -486,7 +492,7 @@ def gemm_tensorcore(sch, name, st) -> str:
     c0, c1 = sch.split(c, [None, FRAG])
     sch.reorder(r0, c0, r1, c1)
     sch.reverse_compute_at(c_sh, r0)
-    if st.convert_block:
+    if st.convert_block and not st.padded:  # (a padded result's conversion also crops it: a map)
         sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
     out_blk = c_sh
     ol = sch.get_loops(out_blk)

@@ -84,6 +84,37 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
     return tuple(want), out
 
 
+def padding(op: Einsum, types: list[TensorType]) -> dict:
+    """``{label: padded extent}`` for a float16/bfloat16 contraction whose tiled M or N extent alone
+    (not a multiple of 16) keeps it off the tensor cores (``bsd,vd->bsv`` with a 50257-word
+    vocabulary); empty otherwise.  ``lower(gpu=True)`` then reads the operand holding that label
+    through a padded copy (clamped reads, which the WMMA rule computes straight into its shared
+    tiles) and drops the extra rows or columns when it converts the result."""
+    if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
+        return {}
+    st = _step(op, types)
+    g = gemm_groups(st)
+    if g is None or classify(st) != "gemm":
+        return {}
+    _, M, N, K = g
+    m_in, n_in = _pick_inner(M, st), N[-1]
+    k = inner_k(op.inputs, K)
+    la, lb = op.inputs
+    if k is None or st.sizes[k] % FRAG or op.output[-2:] != m_in + n_in:
+        return {}
+    for labs, tiled in ((la, m_in if m_in in la else n_in), (lb, m_in if m_in in lb else n_in)):
+        if set(labs[-2:]) != {tiled, k}:
+            return {}
+    return {c: _padded(st.sizes[c]) for c in (m_in, n_in) if st.sizes[c] % FRAG}
+
+
+def _padded(n: int) -> int:
+    """``n`` rounded up to a whole block tile (128, or the power of two above a smaller ``n``, at
+    least 16): to 16 alone, 1000 became 1008 = 63 x 16, whose only tile was 16 x 16, one warp."""
+    t = 128 if n >= 128 else max(FRAG, 1 << (n - 1).bit_length())
+    return -(-n // t) * t
+
+
 def _permute(name: str, src: str, labels: str, dst: str, t: TensorType) -> Einsum:
     shape = tuple(t.shape[labels.index(c)] for c in dst)
     return Einsum(name, (src,), (labels,), dst, TensorType(shape, t.dtype))
