@@ -279,9 +279,11 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
         pad = padding(op, types)
         for j, (T, labs) in enumerate(zip(tensors, op.inputs)):
             if any(c in pad for c in labs):
-                padded_in[j] = _padded_copy(T, labs, sizes, pad, f"{name}__pad{j}")
+                padded_in[j] = _padded_copy(T, labs, sizes, pad, set(red), f"{name}__pad{j}")
                 step.pad_blocks[padded_in[j].op.name] = padded_in[j].op.name
     step.padded = dict(pad)
+    for c in red:  # a padded contracted extent (zeros past the end, ``_padded_copy``)
+        raxes[c] = te.reduce_axis((0, pad.get(c, sizes[c])), name=f"r_{c}")
 
     def body(*ovars):
         env = dict(zip(op.output, ovars))
@@ -326,11 +328,15 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     return final
 
 
-def _padded_copy(T, labs: str, sizes: dict, pad: dict, name: str):
-    """``T`` over the padded extents of ``pad``, the extra rows reading its last one (in bounds; the
-    results they feed are dropped)."""
+def _padded_copy(T, labs: str, sizes: dict, pad: dict, contracted: set, name: str):
+    """``T`` over the padded extents of ``pad``.  Past the end of an output label it repeats the last
+    row (in bounds; the results those rows feed are dropped); past the end of a contracted label it
+    is zero in every operand, so the extra terms add nothing (repeating the last value would count
+    it again, and zero times a repeated inf is nan)."""
     def body(*iv):
-        return T[tuple(tirx.min(v, sizes[c] - 1) if c in pad else v for v, c in zip(iv, labs))]
+        v = T[tuple(tirx.min(v, sizes[c] - 1) if c in pad else v for v, c in zip(iv, labs))]
+        past = [i < sizes[c] for i, c in zip(iv, labs) if c in pad and c in contracted]
+        return tirx.Select(tirx.all(*past), v, tirx.const(0, T.dtype)) if past else v
 
     return te.compute(tuple(pad.get(c, sizes[c]) for c in labs), body, name=name)
 

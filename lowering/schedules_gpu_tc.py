@@ -458,10 +458,12 @@ def gemm_tensorcore(sch, name, st) -> str:
     for idx in (0, 1):
         ss = sch.cache_read(outer_blk, idx, "shared")
         sch.compute_at(ss, ko)
-        # a padded label innermost makes the copy a clamped gather: TVM 0.27 prints an 8-lane half
-        # gather as make_uint4 of 8 values (no such CUDA function), so such a copy stays scalar
-        gather = st.operand_labels[idx][-1] in st.padded
-        _coop_load(sch, ss, 3, threads, elem, vector=not gather)  # bx, wn, ko
+        # a padded label innermost makes the copy a clamped gather, which TVM 0.27 prints as
+        # make_uint4 of 8 halves (no such CUDA function); zeros past K are a select whose 8-lane
+        # condition it cannot print at all (boolx8): such copies stay scalar
+        labs = st.operand_labels[idx]
+        scalar = labs[-1] in st.padded or any(c in st.padded for c in labs if c in st.red_labels)
+        _coop_load(sch, ss, 3, threads, elem, vector=not scalar)  # bx, wn, ko
         sch.storage_align(ss, 0, axis=-2, factor=FRAG * 2, offset=8)
         shared[idx] = ss
     for buf in pads:  # a padded operand copy is read straight into the shared tile (clamped)
@@ -492,7 +494,7 @@ def gemm_tensorcore(sch, name, st) -> str:
     c0, c1 = sch.split(c, [None, FRAG])
     sch.reorder(r0, c0, r1, c1)
     sch.reverse_compute_at(c_sh, r0)
-    if st.convert_block and not st.padded:  # (a padded result's conversion also crops it: a map)
+    if st.convert_block and not set(st.padded) & set(st.out_labels):  # (one that crops is a map)
         sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
     out_blk = c_sh
     ol = sch.get_loops(out_blk)

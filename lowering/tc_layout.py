@@ -11,8 +11,8 @@ output order differs.  The extra passes move each operand (and the result) once 
 a contraction big enough for tensor cores does far more work per element than that.
 
 Only steps that would take the tensor cores after the rewrite are touched: two operands of float16 or
-bfloat16, a GEMM (``schedules_gpu.classify``), tiled extents that are multiples
-of 16, a layout that is the only obstacle, and enough flops per permuted element
+bfloat16, a GEMM (``schedules_gpu.classify``), a layout that is the only obstacle (tiled extents
+that 16 does not divide are padded: ``padding``), and enough flops per permuted element
 (``MIN_FLOPS_PER_MOVED``).  Everything else is returned unchanged.
 """
 from __future__ import annotations
@@ -64,8 +64,6 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
     # the contracted label the tiles run along: one already innermost in both operands, else the
     # one a operand holds innermost, else the last; the others stay serial loops outside it
     k = inner_k(op.inputs, K) or next((labs[-1] for labs in op.inputs if labs[-1] in K), K[-1])
-    if any(st.sizes[c] % FRAG for c in (m_in, n_in, k)):
-        return None
     a_side = 0 if (m_in in la and m_in not in lb and n_in in lb and n_in not in la) else \
         1 if (m_in in lb and m_in not in la and n_in in la and n_in not in lb) else None
     if a_side is None:
@@ -85,11 +83,12 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
 
 
 def padding(op: Einsum, types: list[TensorType]) -> dict:
-    """``{label: padded extent}`` for a float16/bfloat16 contraction whose tiled M or N extent alone
-    (not a multiple of 16) keeps it off the tensor cores (``bsd,vd->bsv`` with a 50257-word
-    vocabulary); empty otherwise.  ``lower(gpu=True)`` then reads the operand holding that label
-    through a padded copy (clamped reads, which the WMMA rule computes straight into its shared
-    tiles) and drops the extra rows or columns when it converts the result."""
+    """``{label: padded extent}`` for a float16/bfloat16 contraction whose M, N or K extent (not a
+    multiple of 16) alone keeps it off the tensor cores (``bsd,vd->bsv`` with a 50257-word
+    vocabulary, K = 1000); empty otherwise.  ``lower(gpu=True)`` then reads each operand holding
+    such a label through a padded copy (clamped reads, zeros past the end of K), which the WMMA rule
+    computes straight into its shared tiles, and drops the extra rows or columns when it converts
+    the result."""
     if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
         return {}
     st = _step(op, types)
@@ -100,12 +99,15 @@ def padding(op: Einsum, types: list[TensorType]) -> dict:
     m_in, n_in = _pick_inner(M, st), N[-1]
     k = inner_k(op.inputs, K)
     la, lb = op.inputs
-    if k is None or st.sizes[k] % FRAG or op.output[-2:] != m_in + n_in:
+    if k is None or op.output[-2:] != m_in + n_in:
         return {}
     for labs, tiled in ((la, m_in if m_in in la else n_in), (lb, m_in if m_in in lb else n_in)):
         if set(labs[-2:]) != {tiled, k}:
             return {}
-    return {c: _padded(st.sizes[c]) for c in (m_in, n_in) if st.sizes[c] % FRAG}
+    pad = {c: _padded(st.sizes[c]) for c in (m_in, n_in) if st.sizes[c] % FRAG}
+    if st.sizes[k] % FRAG:  # to whole 32-deep K tiles (16 when K is under 16)
+        pad[k] = -(-st.sizes[k] // 32) * 32 if st.sizes[k] > FRAG else FRAG
+    return pad
 
 
 def _padded(n: int) -> int:

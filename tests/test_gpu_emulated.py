@@ -365,6 +365,7 @@ def test_tensor_core_results(expr, shapes, max_stages, dtype, monkeypatch):
     ("bhqk,bkhd->bqhd", [(2, 2, 32, 48), (2, 48, 2, 16)], 3),   # one operand and the result
     ("bsd,dhe->bshe", [(2, 32, 16), (16, 2, 16)], 3),
     ("bshe,dhe->bsd", [(2, 32, 2, 16), (48, 2, 16)], 3),     # two contracted labels: h serial
+    ("bqhd,bkhd->bhqk", [(1, 30, 2, 20), (1, 45, 2, 20)], 3),   # then padded: q, k, d
 ])
 def test_contractions_in_head_layouts_take_tensor_cores(expr, shapes, steps, dtype, monkeypatch):
     """Attention in the [batch, seq, heads, dim] layout: explicit permutations around a WMMA
@@ -380,10 +381,14 @@ def test_contractions_in_head_layouts_take_tensor_cores(expr, shapes, steps, dty
 @pytest.mark.parametrize("expr,shapes", [
     ("ik,kj->ij", [(100, 64), (64, 50)]),         # M and N padded (to 128 and 64)
     ("bsd,vd->bsv", [(2, 40, 32), (70, 32)]),     # a vocabulary that is no multiple of 16
+    ("ik,jk->ij", [(32, 40), (48, 40)]),          # K padded (to 64): zeros past its end
+    ("ki,kj->ij", [(7, 16), (7, 32)]),            # K as the operands' rows (to 16)
+    ("ik,kj->ij", [(20, 24), (24, 36)]),          # all three
 ])
-def test_tensor_cores_take_m_and_n_extents_that_16_does_not_divide(expr, shapes, dtype):
-    """Padded operand copies, read clamped straight into the WMMA shared tiles; the conversion of
-    the float32 result drops the extra rows and columns (these ran on the SIMT rule)."""
+def test_tensor_cores_take_extents_that_16_does_not_divide(expr, shapes, dtype):
+    """Padded operand copies, read clamped (zero past the end of K) straight into the WMMA shared
+    tiles; the conversion of the float32 result drops the extra rows and columns (these ran on the
+    SIMT rule)."""
     k = _check(expr, shapes, dtype)
     gemm = [row for row in k.built.plan if row[1] == "gemm"]
     assert len(gemm) == 1 and gemm[0][2].startswith("tensor cores"), k.built.plan

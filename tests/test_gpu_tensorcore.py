@@ -89,7 +89,7 @@ def test_takes_tensor_cores_and_ptxas_accepts(expr, shapes, dtype, tmp_path):
 
 @pytest.mark.parametrize("expr,shapes,dtype", [
     ("ik,kj->ij", [(128, 64), (64, 128)], "float32"),    # not a tensor-core dtype
-    ("ik,kj->ij", [(100, 36), (36, 52)], "float16"),     # extents not multiples of 16
+    ("bqhd,bkhd->bhqk", [(2, 16, 2, 16), (2, 16, 2, 16)], "float16"),  # 16 flops per permuted element
     ("ijk,jkl->il", [(32, 16, 16), (16, 16, 32)], "float16"),  # two contracted labels
 ])
 def test_other_steps_take_the_simt_rule(expr, shapes, dtype):
