@@ -88,8 +88,10 @@ class StepInfo:
     pack_block: str | None = None  # block packing the GEMM's B operand into panels
     # GPU: buffer read -> the product block that computes it into this GEMM's shared K tiles
     tile_products: dict = field(default_factory=dict)
-    #: GPU tensor cores: padded operand copy buffer -> its block (``tc_layout.padding``)
-    pad_blocks: dict = field(default_factory=dict)
+    #: GPU tensor cores: operand copies (padded: ``tc_layout.padding``; K sliced: ``split_k``) that
+    #: the WMMA rule computes straight into its shared tiles (block = buffer name)
+    view_blocks: set = field(default_factory=set)
+    split_k: int = 1  # GPU tensor cores: K slices computed as a batch, summed by ``convert_block``
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -280,7 +282,13 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
         for j, (T, labs) in enumerate(zip(tensors, op.inputs)):
             if any(c in pad for c in labs):
                 padded_in[j] = _padded_copy(T, labs, sizes, pad, set(red), f"{name}__pad{j}")
-                step.pad_blocks[padded_in[j].op.name] = padded_in[j].op.name
+                step.view_blocks.add(padded_in[j].op.name)
+        if not pad:
+            from .tc_layout import split_k
+
+            S = split_k(op, types)
+            if S > 1:
+                return _split_k_compute(op, tensors, types, name, step, S)
     step.padded = dict(pad)
     for c in red:  # a padded contracted extent (zeros past the end, ``_padded_copy``)
         raxes[c] = te.reduce_axis((0, pad.get(c, sizes[c])), name=f"r_{c}")
@@ -326,6 +334,60 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     step.convert_block = name
     final = te.compute(shape, lambda *i: convert(acc[i] if i else acc[()], cdt, _dst_tag(out_dt)), name=name)
     return final
+
+
+def _split_k_compute(op: Einsum, tensors, types, name: str, step: StepInfo, S: int):
+    """A float16/bfloat16 contraction as ``S`` slices of its K label (``tc_layout.split_k``): views
+    of the operands with a leading slice label (``A[i, s*K/S + k]``: affine, computed straight into
+    the WMMA shared tiles), a batched contraction into float32 partials over them, and their sum,
+    pairwise and converted to the storage dtype, as a map over the result."""
+    from .tc_layout import inner_k
+
+    sizes = einsum_sizes(op, types)
+    red = op.contracted()
+    k = inner_k(op.inputs, red)
+    used = set("".join(op.inputs) + op.output)
+    s = next(c for c in "SZYXWVUTRQPONMLKJIHGFEDCBAzyxwvutsrqponmlkjihgfedcba" if c not in used)
+    K1 = sizes[k] // S
+    sub = {**sizes, k: K1, s: S}
+    views = []
+    for j, (T, labs) in enumerate(zip(tensors, op.inputs)):
+        views.append(te.compute((S,) + tuple(sub[c] for c in labs), _slice_view(T, labs, k, K1),
+                                name=f"{name}__split{j}"))
+        step.view_blocks.add(views[-1].op.name)
+    raxes = {c: te.reduce_axis((0, sub[c]), name=f"r_{c}") for c in red}
+
+    def body(sv, *ovars):
+        env = {**dict(zip(op.output, ovars)), **{c: ax.var for c, ax in raxes.items()}}
+        a, b = (convert(V[(sv, *(env[c] for c in labs))], _src_tag(t.dtype), "float32")
+                for V, labs, t in zip(views, op.inputs, types))
+        return te.sum(a * b, axis=list(raxes.values()))
+
+    shape = tuple(sizes[c] for c in op.output)
+    acc = te.compute((S,) + shape, body, name=f"{name}__acc")
+
+    def total(*i):
+        terms = [acc[(j, *i)] for j in range(S)]
+        while len(terms) > 1:  # pairwise: S - 1 additions, log2(S) deep
+            terms = [terms[j] + terms[j + 1] if j + 1 < len(terms) else terms[j] for j in range(0, len(terms), 2)]
+        return convert(terms[0], "float32", _dst_tag(op.type.dtype))
+
+    step.out_labels, step.red_labels = s + op.output, red
+    step.operand_labels = tuple(s + labs for labs in op.inputs)
+    step.operand_names = tuple(V.op.name for V in views)
+    step.operand_shapes = tuple(tuple(int(d) for d in V.shape) for V in views)
+    step.sizes = sub
+    step.dtype, step.acc_dtype = op.type.dtype, "float32"
+    step.block, step.convert_block, step.split_k = acc.op.name, name, S
+    return te.compute(shape, total, name=name)
+
+
+def _slice_view(T, labs: str, k: str, K1: int):
+    """``(s, *idx) -> T[idx]`` with label ``k`` at ``s * K1 + idx[k]``: slice ``s`` of ``k``."""
+    def view(sv, *iv):
+        return T[tuple(sv * K1 + v if c == k else v for v, c in zip(iv, labs))]
+
+    return view
 
 
 def _padded_copy(T, labs: str, sizes: dict, pad: dict, contracted: set, name: str):

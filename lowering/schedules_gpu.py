@@ -736,8 +736,8 @@ def _gemm(sch, name, st):
             # the copy into shared memory becomes the product itself (mttkrp's jr,kr->rjk)
             sch.compute_inline(sch.get_sblock(st.tile_products[buf]))
             products.append(buf)
-        elif buf in st.pad_blocks:  # a padded copy meant for the tensor cores: read clamped instead
-            sch.compute_inline(sch.get_sblock(st.pad_blocks[buf]))
+        elif buf in st.view_blocks:  # an operand copy meant for the tensor cores: read it in place
+            sch.compute_inline(sch.get_sblock(buf))
     kmajor = []
     k_all = set(K)
     for i, ss in enumerate(shared):

@@ -384,7 +384,7 @@ def tc_plan(sch, name, st) -> dict:
     g = gemm_groups(st)
     if g is None:
         raise ValueError("not a contraction")
-    if st.pack_block or (st.padded and not st.pad_blocks):
+    if st.pack_block or (st.padded and not st.view_blocks):
         raise ValueError("padded/packed lowering")
     batch, M, N, K = g
     m_in, n_in = _pick_inner(M, st), N[-1]
@@ -453,8 +453,8 @@ def gemm_tensorcore(sch, name, st) -> str:
     # operands: global -> shared (cooperative, 16-byte vectors, padded rows), shared -> fragments
     elem = 2
     frag_scope = {a_idx: "wmma.matrix_a", b_idx: "wmma.matrix_b"}
-    shared, frags = {}, {}
-    pads = [r.source.name for r in sch.get(outer_blk).reads if r.source.name in st.pad_blocks]
+    shared, frags, lanes = {}, {}, {}
+    views = [r.source.name for r in sch.get(outer_blk).reads if r.source.name in st.view_blocks]
     for idx in (0, 1):
         ss = sch.cache_read(outer_blk, idx, "shared")
         sch.compute_at(ss, ko)
@@ -463,11 +463,11 @@ def gemm_tensorcore(sch, name, st) -> str:
         # condition it cannot print at all (boolx8): such copies stay scalar
         labs = st.operand_labels[idx]
         scalar = labs[-1] in st.padded or any(c in st.padded for c in labs if c in st.red_labels)
-        _coop_load(sch, ss, 3, threads, elem, vector=not scalar)  # bx, wn, ko
+        lanes[idx] = _coop_load(sch, ss, 3, threads, elem, vector=not scalar)  # bx, wn, ko
         sch.storage_align(ss, 0, axis=-2, factor=FRAG * 2, offset=8)
         shared[idx] = ss
-    for buf in pads:  # a padded operand copy is read straight into the shared tile (clamped)
-        sch.compute_inline(sch.get_sblock(st.pad_blocks[buf]))
+    for buf in views:  # a padded or K-sliced operand copy is read straight into the shared tile
+        sch.compute_inline(sch.get_sblock(buf))
     for idx in (0, 1):
         fr = sch.cache_read(outer_blk, idx, frag_scope[idx])
         sch.compute_at(fr, kf)
@@ -494,7 +494,8 @@ def gemm_tensorcore(sch, name, st) -> str:
     c0, c1 = sch.split(c, [None, FRAG])
     sch.reorder(r0, c0, r1, c1)
     sch.reverse_compute_at(c_sh, r0)
-    if st.convert_block and not set(st.padded) & set(st.out_labels):  # (one that crops is a map)
+    # (one that crops the padding or sums K slices is a map kernel of its own)
+    if st.convert_block and not set(st.padded) & set(st.out_labels) and st.split_k == 1:
         sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
     out_blk = c_sh
     ol = sch.get_loops(out_blk)
@@ -531,8 +532,13 @@ def gemm_tensorcore(sch, name, st) -> str:
             sch.annotate(ko, "software_pipeline_async_stages", [0])
     pipe = (f"{stages}-stage {'cp.async ' if ASYNC_COPY else ''}pipeline" if stages >= 2
             else "no pipeline (one K tile)")
+    loads = "16-byte loads" if set(lanes.values()) == {8} else \
+        f"{lanes[a_idx] * elem}/{lanes[b_idx] * elem}-byte loads"
+    extra = "".join(f", {c} padded {st.sizes[c]}->{n}" for c, n in st.padded.items())
+    if st.split_k > 1:
+        extra += f", split-K x{st.split_k} ({st.out_labels[0]}: float32 partials, summed by a map kernel)"
     return (f"tensor cores (wmma {dt}->f32): batch/outer {''.join(outer) or '-'}, tiles over "
             f"{m_in}x{n_in}x{k}{', serial K ' + ''.join(k_out) if k_out else ''}, block tile {BM}x{BN}x{BK}, {WN} warps x {BM}x{BN // WN} warp tile, "
             f"A {'col' if a_col else 'row'}/B {'col' if b_col else 'row'}-major fragments, operands via padded "
-            f"shared memory (16-byte loads), {pipe}, f32 accumulators staged per 16-row stripe "
-            f"({vec}-wide converted stores)")
+            f"shared memory ({loads}), {pipe}, f32 accumulators staged per 16-row stripe "
+            f"({vec}-wide converted stores){extra}")

@@ -22,8 +22,8 @@ from types import SimpleNamespace
 from einc.ir.nodes import Einsum, Program, einsum_sizes
 from einc.ir.types import TensorType
 
-from .schedules_gpu import _pick_inner, _prod, classify, gemm_groups
-from .schedules_gpu_tc import inner_k
+from .schedules_gpu import NUM_SM, _pick_inner, _prod, classify, gemm_groups
+from .schedules_gpu_tc import _plan, inner_k
 
 #: off: steps keep the layout they were written in (the SIMT rule takes the ones WMMA cannot)
 ENABLED = True
@@ -82,6 +82,26 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
     return tuple(want), out
 
 
+def _wmma_step(op: Einsum, types: list[TensorType]):
+    """``(step fields, M label, N label, K label)`` of a float16/bfloat16 contraction the WMMA rule
+    takes as it is written, extents aside; None for any other step."""
+    if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
+        return None
+    st = _step(op, types)
+    g = gemm_groups(st)
+    if g is None or classify(st) != "gemm":
+        return None
+    _, M, N, K = g
+    m_in, n_in = _pick_inner(M, st), N[-1]
+    k = inner_k(op.inputs, K)
+    if k is None or op.output[-2:] != m_in + n_in:
+        return None
+    for labs in op.inputs:
+        if set(labs[-2:]) != {m_in if m_in in labs else n_in, k}:
+            return None
+    return st, m_in, n_in, k
+
+
 def padding(op: Einsum, types: list[TensorType]) -> dict:
     """``{label: padded extent}`` for a float16/bfloat16 contraction whose M, N or K extent (not a
     multiple of 16) alone keeps it off the tensor cores (``bsd,vd->bsv`` with a 50257-word
@@ -89,25 +109,40 @@ def padding(op: Einsum, types: list[TensorType]) -> dict:
     such a label through a padded copy (clamped reads, zeros past the end of K), which the WMMA rule
     computes straight into its shared tiles, and drops the extra rows or columns when it converts
     the result."""
-    if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
+    w = _wmma_step(op, types)
+    if w is None:
         return {}
-    st = _step(op, types)
-    g = gemm_groups(st)
-    if g is None or classify(st) != "gemm":
-        return {}
-    _, M, N, K = g
-    m_in, n_in = _pick_inner(M, st), N[-1]
-    k = inner_k(op.inputs, K)
-    la, lb = op.inputs
-    if k is None or op.output[-2:] != m_in + n_in:
-        return {}
-    for labs, tiled in ((la, m_in if m_in in la else n_in), (lb, m_in if m_in in lb else n_in)):
-        if set(labs[-2:]) != {tiled, k}:
-            return {}
+    st, m_in, n_in, k = w
     pad = {c: _padded(st.sizes[c]) for c in (m_in, n_in) if st.sizes[c] % FRAG}
     if st.sizes[k] % FRAG:  # to whole 32-deep K tiles (16 when K is under 16)
         pad[k] = -(-st.sizes[k] // 32) * 32 if st.sizes[k] > FRAG else FRAG
     return pad
+
+
+def split_k(op: Einsum, types: list[TensorType]) -> int:
+    """How many slices of K a float16/bfloat16 contraction on the tensor cores computes as a batch
+    of its own (1: none).  A long K over few output tiles (``ik,kj->ij`` at 64 x 65536 x 64: one
+    block of two warps for 132 SMs, the float32 SIMT rule splits it 128 ways) is cut into ``S``
+    slices (whole 32-deep K tiles, at least 512 deep with the other contracted labels) until every
+    SM has a tile (the SIMT rule's 256-thread blocks aim at two an SM; several 128-thread WMMA
+    blocks fit one, and 256 tiles of 128 x 128 are one wave); ``lower(gpu=True)`` then computes
+    ``S`` float32 partial results and their sum (converted) as a second kernel.  Extents the WMMA
+    rule cannot take as they are (``padding``) are not split."""
+    w = _wmma_step(op, types)
+    if w is None or padding(op, types):
+        return 1
+    st, m_in, n_in, k = w
+    a, b = op.inputs if m_in in op.inputs[0] else op.inputs[::-1]
+    try:
+        BM, BN = _plan(st.sizes[m_in], st.sizes[n_in], st.sizes[k], a[-1] == k, b[-1] == k)[:2]
+    except ValueError:  # no tile fits: not a tensor-core step
+        return 1
+    tiles = _prod(st.sizes[c] for c in op.output if c not in (m_in, n_in))
+    tiles *= -(-st.sizes[m_in] // BM) * -(-st.sizes[n_in] // BN)
+    S, K, Ktot = 1, st.sizes[k], _prod(st.sizes[c] for c in st.red_labels)  # (others: serial loops)
+    while tiles * S < NUM_SM and K % (S * 2 * 32) == 0 and Ktot // (S * 2) >= 512:
+        S *= 2
+    return S
 
 
 def _padded(n: int) -> int:

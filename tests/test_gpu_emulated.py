@@ -397,6 +397,40 @@ def test_tensor_cores_take_extents_that_16_does_not_divide(expr, shapes, dtype):
     assert params and not any("__pad" in p for p in params), params  # no padded copy in global memory
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("expr,shapes,S", [
+    ("ik,kj->ij", [(32, 4096), (4096, 48)], 8),         # one 32 x 48 tile: 8 slices of 512
+    ("bsi,bsj->ij", [(4, 1024, 64), (4, 1024, 32)], 8),  # weight-gradient form: s sliced, b serial
+    ("bik,bkj->bij", [(2, 16, 4096), (2, 4096, 16)], 8),
+])
+def test_tensor_cores_split_a_long_k_over_few_tiles(expr, shapes, S, dtype):
+    """K slices as a batch of float32 partials, then their pairwise sum converted in a map kernel
+    (these ran as one block per output tile down the whole of K)."""
+    k = _check(expr, shapes, dtype)
+    gemm = [row for row in k.built.plan if row[1] == "gemm"]
+    assert len(gemm) == 1 and gemm[0][2].startswith("tensor cores"), k.built.plan
+    assert f"split-K x{S} " in gemm[0][2], gemm[0][2]
+    assert [row[1] for row in k.built.plan] == ["gemm", "map"], k.built.plan
+
+
+def test_tensor_core_split_k_leaves_enough_tiles_alone():
+    from einc.ir.nodes import Einsum
+    from einc.ir.types import TensorType
+    from einc.lowering.tc_layout import split_k
+
+    def s(shapes, dtype="float16"):
+        out = TensorType((shapes[0][0], shapes[1][1]), dtype)
+        return split_k(Einsum("o", ("a", "b"), ("ik", "kj"), "ij", out), [TensorType(x, dtype) for x in shapes])
+
+    assert s([(32, 1 << 20), (1 << 20, 32)]) == 256  # one tile: until every SM (132) has one
+    assert s([(32, 65536), (65536, 32)]) == 128  # slices no shorter than 512
+    assert s([(32, 4096), (4096, 32)]) == 8
+    assert s([(1024, 4096), (4096, 1024)]) == 4  # 64 tiles of 128 x 128
+    assert s([(2048, 4096), (4096, 2048)]) == 1  # 256 tiles: enough
+    assert s([(32, 4096), (4096, 32)], "float32") == 1  # SIMT steps split in their own rule
+    assert s([(32, 4000), (4000, 32)]) == 1  # padded K: not split
+
+
 def test_tensor_core_layouts_leave_other_steps_alone(monkeypatch):
     from einc.lowering import tc_layout
 
