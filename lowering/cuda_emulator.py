@@ -203,6 +203,7 @@ inline bool __heq(half a, half b) { return a == b; }
 inline half __float2half_rn(float f) { return (half)f; }
 inline half __float2half(float f) { return (half)f; }
 inline float __half2float(half h) { return (float)h; }
+inline half2 make_half2(half a, half b) { return half2{a, b}; }
 inline half2 __floats2half2_rn(float a, float b) { return half2{(half)a, (half)b}; }
 inline half2 __float22half2_rn(float2 f) { return half2{(half)f.x, (half)f.y}; }
 inline float2 __half22float2(half2 h) { return float2{(float)h.x, (float)h.y}; }
@@ -230,6 +231,7 @@ struct alignas(4) nv_bfloat162 {
   nv_bfloat162(nv_bfloat16 a, nv_bfloat16 b) : x(a), y(b) {}
 };
 typedef nv_bfloat162 __nv_bfloat162;
+inline nv_bfloat162 make_bfloat162(nv_bfloat16 a, nv_bfloat16 b) { return nv_bfloat162(a, b); }
 inline nv_bfloat16 __float2bfloat16(float f) { return nv_bfloat16(f); }
 inline nv_bfloat16 __float2bfloat16_rn(float f) { return nv_bfloat16(f); }
 inline float __bfloat162float(nv_bfloat16 h) { return (float)h; }

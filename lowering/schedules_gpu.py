@@ -667,9 +667,11 @@ def _gemm(sch, name, st):
     if smem > SMEM_STATIC_LIMIT:
         raise ValueError(f"GEMM tiles {BM}x{BN}x{BK} x {cfg['stages']} stages need {smem} bytes of shared "
                          f"memory, over the {SMEM_STATIC_LIMIT} a kernel may declare")
-    if k_out and Kn % BK == 0:
+    if k_out and Kn % BK == 0 and Mn % BM == 0 and Nn % BN == 0:
         # K tiles never straddle a row of the fused K labels: the regions stay exact, and one long
-        # pipelined K loop replaces a serial loop around short ones (mttkrp: 0.58 vs 1.66 ms)
+        # pipelined K loop replaces a serial loop around short ones (mttkrp: 0.58 vs 1.66 ms).
+        # Not with a partial M or N tile: TVM then gave up on the tiles' regions and sized each
+        # shared tile as its whole operand (aced,debc->ab at a = 48: 238 KiB, no GPU loads that)
         kf = sch.fuse(*[lp[c] for c in k_out + [k_in]])
         lp = dict(lp)
         lp[k_in] = kf

@@ -144,6 +144,16 @@ def test_gemms_whose_k_is_not_a_multiple_of_16(expr, shapes, bk, dtype):
     assert row[1] == "gemm" and f"x{bk}, " in row[2], row
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gemms_with_several_contracted_labels_and_a_partial_tile(dtype):
+    """Found by a random sweep: fusing the contracted labels into one K loop with a partial M tile
+    (a = 48 on 32-row tiles) lost TVM the tiles' regions, and each shared tile was sized as its
+    whole operand: 238 KiB of shared memory, a CompileError (no GPU loads that kernel)."""
+    k = _check("aced,debc->ab", [(48, 32, 4, 4), (4, 4, 32, 32)], dtype)
+    gemm = [r for r in k.built.plan if r[1] == "gemm"]
+    assert len(gemm) == 1 and "serial K" in gemm[0][2], k.built.plan
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
 @pytest.mark.parametrize("expr,shapes", [
     ("ij->ji", [(100, 34)]), ("ij->ji", [(1000, 334)]), ("ijk->kij", [(7, 100, 45)]),
