@@ -38,7 +38,7 @@ from .case import Case
 from .harness import execute, outcome_from_child, start_parent_coverage, stop_parent_coverage, warm_up
 from .isolate import Pool
 from .mutate import Interleave, mutate_case, random_pipeline
-from .gen import grammar_text, program_from_testing, random_program, text_with_ellipsis
+from .gen import gemm_program, grammar_text, program_from_testing, random_program, text_with_ellipsis
 from .outcome import Outcome
 
 STATE_VERSION = 1
@@ -196,6 +196,8 @@ class Campaign:
                             seed=rng.randrange(2**31))
             except Exception:  # noqa: BLE001 - hypothesis missing: fall through to the typed generator
                 pass
+        if target == "cuda-emu" and rng.random() < 0.35:  # extents the GPU rules tile (gen.gemm_program)
+            return Case(gemm_program(rng), random_pipeline(rng, target), seed=rng.randrange(2**31))
         prog = program_from_testing(rng.randrange(2**31)) if rng.random() < 0.3 else None
         prog = prog or random_program(rng)
         # sometimes as .ein text with an ellipsis, parsed in the child (the frontend gets fuzzed too)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from einc.ir.nodes import LABELS, Cast, Einsum, Program, Value, einsum_sizes
+from einc.ir.nodes import LABELS, Cast, Einsum, Program, Value, einsum_sizes, single_einsum
 from einc.ir.types import TensorType, result_dtype
 from einc.ir.verify import verify
 
@@ -212,10 +212,55 @@ def random_program(rng: random.Random, max_steps: int = 3, tries: int = 50) -> P
 
 
 def _fallback(rng: random.Random) -> Program:
-    from einc.ir.nodes import single_einsum
-
     n = rng.choice((2, 3, 4))
     return single_einsum("ij,jk->ik", [TensorType((n, n + 1), "float32"), TensorType((n + 1, 2), "float32")])
+
+
+#: extents of GEMM-shaped programs: on and off the GPU rules' tiles (16, 32, 128) and small ones
+GEMM_SIZES = (1, 2, 3, 8, 15, 16, 17, 31, 32, 33, 48, 64, 100, 128)
+#: their dtypes: the tensor-core dtypes much more often than ``DTYPE_WEIGHTS`` draws them
+GEMM_DTYPES = {"float32": 6, "float16": 4, "bfloat16": 3, "float64": 1, "int8": 1, "int32": 1}
+GEMM_MAX_ELEMS = 64 * 1024  # per tensor (what the CUDA emulator takes)
+GEMM_MAX_ITERS = 2_000_000
+
+
+def gemm_program(rng: random.Random, tries: int = 50) -> Program:
+    """A two-operand contraction shaped like a GEMM, at the extents the GPU rules tile: M, N and K
+    labels, sometimes a batch label or a second M, N or K label (short), sometimes a long K (the
+    split-K paths), operands and output in shuffled layouts.  ``random_program``'s extents (up to 16,
+    4096 elements) never reach a 32-wide tile or the tensor-core rule; cuda-emu campaigns draw these
+    too (a partial M tile with two contracted labels failed to build: found by such shapes)."""
+    for _ in range(tries):
+        labels = iter(LABELS)
+        roles = {r: [next(labels)] for r in "mnk"}
+        roles["b"] = []
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            roles[rng.choice("bmnk")].append(next(labels))
+        sizes = {c: rng.choice(GEMM_SIZES) for c in roles["m"][:1] + roles["n"][:1] + roles["k"][:1]}
+        sizes.update({c: rng.randint(1, 4) for c in roles["b"] + roles["m"][1:] + roles["n"][1:] + roles["k"][1:]})
+        if rng.random() < 0.2:
+            sizes[roles["k"][0]] = rng.choice((256, 512, 1000, 1024))
+        parts = [roles["b"] + roles["m"] + roles["k"], roles["b"] + roles["k"] + roles["n"],
+                 roles["b"] + roles["m"] + roles["n"]]
+        for p in parts:
+            if rng.random() < 0.4:
+                rng.shuffle(p)
+        a, b, out = ("".join(p) for p in parts)
+        names = list(GEMM_DTYPES)
+        dt = rng.choices(names, weights=[GEMM_DTYPES[n] for n in names])[0]
+        types = [TensorType(tuple(sizes[c] for c in labs), dt) for labs in (a, b)]
+        iters = 1
+        for n in sizes.values():
+            iters *= n
+        out_size = 1
+        for c in out:
+            out_size *= sizes[c]
+        if max(t.size for t in types) > GEMM_MAX_ELEMS or out_size > GEMM_MAX_ELEMS or iters > GEMM_MAX_ITERS:
+            continue
+        prog = single_einsum(f"{a},{b}->{out}", types)
+        verify(prog)
+        return prog
+    return _fallback(rng)
 
 
 def program_from_testing(seed: int) -> Program | None:

@@ -93,6 +93,32 @@ def test_generated_programs_verify_and_print_round_trip():
     assert seen_repeated and seen_broadcast and seen_multi
 
 
+def test_gemm_programs_reach_the_gpu_rules_tiles_within_the_emulators_limits():
+    from einc.fuzz.gen import GEMM_MAX_ELEMS, GEMM_MAX_ITERS, gemm_program
+    from einc.ir.nodes import einsum_sizes
+    from einc.lowering.fuzz_hooks import EMU_MAX_ELEMS, EMU_MAX_WORK
+
+    assert GEMM_MAX_ELEMS <= EMU_MAX_ELEMS and GEMM_MAX_ITERS <= EMU_MAX_WORK
+    rng = random.Random(0)
+    dtypes, partial, long_k, multi_k = set(), 0, 0, 0
+    for _ in range(200):
+        p = gemm_program(rng)
+        verify(p)
+        (op,) = p.body
+        types = p.types()
+        sizes = einsum_sizes(op, [types[o] for o in op.operands])
+        assert len(op.operands) == 2 and max(t.size for t in types.values()) <= GEMM_MAX_ELEMS
+        assert np.prod(list(sizes.values())) <= GEMM_MAX_ITERS
+        red = op.contracted()
+        dtypes.add(op.type.dtype)
+        partial += any(n > 32 and n % 32 for c, n in sizes.items() if c in op.output)
+        long_k += any(sizes[c] >= 256 for c in red)
+        multi_k += len(red) > 1
+    # tensor-core dtypes, extents past a 32-wide tile but not a multiple of it, long and several K
+    assert {"float16", "bfloat16", "float32"} <= dtypes
+    assert partial >= 20 and long_k >= 10 and multi_k >= 10, (partial, long_k, multi_k)
+
+
 def test_program_mutators_produce_valid_programs_and_each_one_fires():
     rng = random.Random(1)
     prog = random_program(rng)
