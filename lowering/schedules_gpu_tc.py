@@ -288,6 +288,13 @@ ASYNC_COPY = True
 #: chosen for 2 stages and never shrunk for more.  3 gives correct results in the CUDA emulator but
 #: is not measured on a GPU yet, hence not the default.
 MAX_STAGES = 2
+#: a padded operand copy whose shared-tile loads would be scalar (a clamped gather or zeros past K,
+#: which TVM 0.27 cannot print as vectors) is written to global memory by a kernel of its own when
+#: the step does at least this many flops: one extra pass over that operand, and the GEMM's copies
+#: load it 16 bytes at a time through cp.async.  Inlined, the 2-byte loads issue in the main loop
+#: (fp16 ``ik,jk->ij`` at K = 999: 669 instructions per 64 MMAs against 183, and 254 registers);
+#: a launch (~4 us) outweighs that below ~2 us of tensor-core work.
+MATERIALIZE_FLOPS = 2**29
 
 
 def _tile_options(ext: int, cands=(128, 64, 32, 16)):
@@ -454,15 +461,20 @@ def gemm_tensorcore(sch, name, st) -> str:
     elem = 2
     frag_scope = {a_idx: "wmma.matrix_a", b_idx: "wmma.matrix_b"}
     shared, frags, lanes = {}, {}, {}
-    views = [r.source.name for r in sch.get(outer_blk).reads if r.source.name in st.view_blocks]
+    reads = [r.source.name for r in sch.get(outer_blk).reads]
+    big = 2 * _prod({**st.sizes, **st.padded}[c] for c in st.out_labels + st.red_labels) >= MATERIALIZE_FLOPS
+    views, stored = [], []
     for idx in (0, 1):
         ss = sch.cache_read(outer_blk, idx, "shared")
         sch.compute_at(ss, ko)
         # a padded label innermost makes the copy a clamped gather, which TVM 0.27 prints as
         # make_uint4 of 8 halves (no such CUDA function); zeros past K are a select whose 8-lane
-        # condition it cannot print at all (boolx8): such copies stay scalar
+        # condition it cannot print at all (boolx8): such copies stay scalar, or are stored first
         labs = st.operand_labels[idx]
         scalar = labs[-1] in st.padded or any(c in st.padded for c in labs if c in st.red_labels)
+        if reads[idx] in st.view_blocks:
+            (stored if scalar and big else views).append(reads[idx])
+        scalar = scalar and not big
         lanes[idx] = _coop_load(sch, ss, 3, threads, elem, vector=not scalar)  # bx, wn, ko
         sch.storage_align(ss, 0, axis=-2, factor=FRAG * 2, offset=8)
         shared[idx] = ss
@@ -535,6 +547,8 @@ def gemm_tensorcore(sch, name, st) -> str:
     loads = "16-byte loads" if set(lanes.values()) == {8} else \
         f"{lanes[a_idx] * elem}/{lanes[b_idx] * elem}-byte loads"
     extra = "".join(f", {c} padded {st.sizes[c]}->{n}" for c, n in st.padded.items())
+    if stored:
+        extra += f" (operand copies {', '.join(stored)} padded in global memory by a kernel of their own)"
     if st.split_k > 1:
         extra += f", split-K x{st.split_k} ({st.out_labels[0]}: float32 partials, summed by a map kernel)"
     return (f"tensor cores (wmma {dt}->f32): batch/outer {''.join(outer) or '-'}, tiles over "

@@ -407,6 +407,28 @@ def test_tensor_cores_take_extents_that_16_does_not_divide(expr, shapes, dtype):
     assert params and not any("__pad" in p for p in params), params  # no padded copy in global memory
 
 
+@pytest.mark.parametrize("expr,shapes,stored", [
+    ("ik,jk->ij", [(32, 40), (48, 40)], "out__pad0, out__pad1"),   # K innermost in both: zeros past it
+    ("ik,kj->ij", [(32, 64), (64, 50)], "out__pad1"),               # a clamped N innermost in B only
+])
+def test_padded_copies_that_would_load_scalar_are_stored_first_in_big_steps(expr, shapes, stored, monkeypatch):
+    """Over ``MATERIALIZE_FLOPS`` (0 here, to emulate small shapes), a padded operand copy whose tile
+    loads would be 2-byte gathers is a kernel of its own writing global memory; the GEMM then copies
+    every operand tile 16 bytes at a time through cp.async."""
+    from einc.lowering import schedules_gpu_tc as TC
+
+    monkeypatch.setattr(TC, "MATERIALIZE_FLOPS", 0)
+    k = _check(expr, shapes, "float16")
+    gemm = [row for row in k.built.plan if row[1] == "gemm"]
+    assert len(gemm) == 1 and "(16-byte loads)" in gemm[0][2], k.built.plan
+    assert f"operand copies {stored} padded in global memory" in gemm[0][2], gemm[0][2]
+    src = k.built.rt_mod.imports[0].inspect_source()
+    assert len(set(re.findall(r"\bptx_cp_async\w*\((\w+),", src))) == 2  # both operands' tiles
+    monkeypatch.setattr(TC, "MATERIALIZE_FLOPS", 2**62)  # and below it, the 2-byte loads in the GEMM
+    k = _check(expr, shapes, "float16")
+    assert "/2-byte loads)" in k.built.plan[0][2] and "global memory" not in k.built.plan[0][2], k.built.plan
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("expr,shapes,S", [
     ("ik,kj->ij", [(32, 4096), (4096, 48)], 8),         # one 32 x 48 tile: 8 slices of 512
