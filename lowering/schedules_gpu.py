@@ -227,8 +227,10 @@ def _schedule_own(low, sch):
             work.append((st.convert_block, "map"))
         for blk, forced in work:
             try:
-                sch.get_sblock(blk)
+                b = sch.get_sblock(blk)
             except Exception:  # noqa: BLE001 - folded into another block by an earlier rule
+                continue
+            if blk != st.block and _is_bound(sch, b):  # computed inside the step's kernel already
                 continue
             cls = forced or classify(st)
             if blk == st.block:
@@ -313,15 +315,36 @@ def _fold_convert(sch, name, st) -> bool:
     two).  Not when the accumulator is an 8/16-bit integer and the result is not an integer of the
     same width: TVM's CUDA C leaves that value in C ``int`` until a store narrows it (bool of
     uint8 16*16 would be True).  Returns whether it folded."""
-    if st is None or name != st.block or not st.convert_block:
-        return False
-    if _narrow_int(st.acc_dtype) and not (st.dtype.startswith(("int", "uint"))
-                                          and _bytes(st.dtype) == _bytes(st.acc_dtype)):
+    if not _convert_foldable(st, name):
         return False
     try:
         sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
     except Exception:  # noqa: BLE001 - the conversion stays a map kernel of its own
         return False
+    return True
+
+
+def _convert_foldable(st, name) -> bool:
+    """Whether the step's conversion to its storage dtype may join block ``name`` (see
+    ``_fold_convert`` for the narrow integers it may not)."""
+    if st is None or name != st.block or not st.convert_block:
+        return False
+    return not (_narrow_int(st.acc_dtype) and not (st.dtype.startswith(("int", "uint"))
+                                                   and _bytes(st.dtype) == _bytes(st.acc_dtype)))
+
+
+def _fold_convert_after(sch, name, st, loop) -> bool:
+    """Convert a reduction's result to the storage dtype in the reduction's own kernel: the
+    conversion runs under ``loop`` (the thread or block that finishes an output) and the
+    accumulator stays in registers (float16 ``ij->i`` wrote float32 sums to memory and converted
+    them in a second kernel).  Returns whether it folded; the schedule is unchanged when not."""
+    if not _convert_foldable(st, name):
+        return False
+    try:
+        sch.reverse_compute_at(sch.get_sblock(st.convert_block), loop)
+    except Exception:  # noqa: BLE001 - the conversion stays a map kernel of its own
+        return False
+    sch.set_scope(sch.get_sblock(name), 0, "local")
     return True
 
 
@@ -513,14 +536,15 @@ def _reduce_inner(sch, name, st):
     threads = 256 if R >= 256 else max(32, 1 << (R - 1).bit_length())
     if sp:
         s = sch.fuse(*sp) if len(sp) > 1 else sp[0]
-        sch.bind(s, "blockIdx.x")
     else:
         # a reduction to one value still needs a block: without one, TVM allocates the per-thread
         # partial sums outside the kernel, one word shared by every thread (a race)
-        sch.bind(sch.add_unit_loop(r), "blockIdx.x")
+        s = sch.add_unit_loop(r)
+    sch.bind(s, "blockIdx.x")
     ro, ri = sch.split(r, [None, threads])
     sch.bind(ri, "threadIdx.x")
-    return f"block per output, cross-thread reduction over {threads} threads"
+    folded = _fold_convert_after(sch, name, st, s)
+    return f"block per output, cross-thread reduction over {threads} threads{', converted in registers' if folded else ''}"
 
 
 def _reduce_outer_two_stage(sch, name, st):
@@ -548,11 +572,13 @@ def _reduce_outer(sch, name, st):
         raise ValueError("needs spatial and reduce loops")
     sch.reorder(*sp, *rd)
     _bind_flat(sch, sp, 256)
-    if _prod(_ext(sch, lp) for lp in rd) <= SHORT_REDUCTION:
+    short = _prod(_ext(sch, lp) for lp in rd) <= SHORT_REDUCTION
+    if short:
         for lp in rd:  # a handful of independent loads in flight, not one at a time
             sch.unroll(lp)
-        return "thread per output (coalesced), serial reduction (unrolled)"
-    return "thread per output (coalesced), serial reduction"
+    folded = _fold_convert_after(sch, name, st, sch.get_loops(blk)[1])  # under threadIdx.x
+    return (f"thread per output (coalesced), serial reduction{' (unrolled)' if short else ''}"
+            f"{', converted in registers' if folded else ''}")
 
 
 # -- gemm -----------------------------------------------------------------------------------------

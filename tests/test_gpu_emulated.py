@@ -289,6 +289,22 @@ def test_dtypes(expr, shapes, dtype):
     _check(expr, shapes, dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8", "int16", "bool"])
+@pytest.mark.parametrize("expr,shapes,stages", [
+    ("ij->i", [(64, 300)], 1),          # block per output
+    ("ij->j", [(300, 64)], 1),          # thread per output
+    ("ij->j", [(4096, 16)], 2),         # two stages (rfactor), the second converts
+    ("ij->", [(300, 500)], 2),
+])
+def test_reductions_convert_their_result_in_their_own_kernel(expr, shapes, stages, dtype):
+    """The float32/uint32 accumulator stays in registers and the thread finishing an output stores it
+    converted (a second kernel converted float32 sums written to memory before)."""
+    k = _check(expr, shapes, dtype)
+    assert len(k.built.plan) == 1 and k.built.plan[0][2].endswith("converted in registers"), k.built.plan
+    src = k.built.rt_mod.imports[0].inspect_source()
+    assert len(set(re.findall(r"__global__ void __launch_bounds__\(\d+\) (\w+)\(", src))) == stages
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8", "bool"])
 @pytest.mark.parametrize("expr,shapes", [
     ("bi,bi->b", [(300, 8), (300, 8)]),
