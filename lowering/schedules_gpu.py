@@ -254,12 +254,15 @@ def _schedule_own(low, sch):
             if rule is not chain[0] and not (rule is _gemm and st.tile_products):
                 cls = f"{cls}->{rule.__name__.strip('_')}"
             rows.append((blk, cls, desc))
-    # 3) anything still unbound (blocks the rules created or missed) gets the generic binding
+    # 3) anything still unbound (blocks the rules created or missed) gets the generic binding;
+    # padded operand copies the tensor-core rule left in global memory are such blocks by design
+    pads = {b for st in low.steps for b in st.view_blocks}
     for blk in _all_blocks(sch):
         if not _is_bound(sch, blk):
             name = sch.get(blk).name_hint
             desc = _generic(sch, name, None)
-            rows.append((name, "generic", desc))
+            rows.append((name, "pad", f"operand copy padded for tensor cores, {desc}") if name in pads
+                        else (name, "generic", desc))
     return sch.mod, rows
 
 

@@ -438,6 +438,7 @@ def test_padded_copies_that_would_load_scalar_are_stored_first_in_big_steps(expr
     gemm = [row for row in k.built.plan if row[1] == "gemm"]
     assert len(gemm) == 1 and "(16-byte loads)" in gemm[0][2], k.built.plan
     assert f"operand copies {stored} padded in global memory" in gemm[0][2], gemm[0][2]
+    assert [r[0] for r in k.built.plan if r[1] == "pad"] == stored.split(", "), k.built.plan
     src = k.built.rt_mod.imports[0].inspect_source()
     assert len(set(re.findall(r"\bptx_cp_async\w*\((\w+),", src))) == 2  # both operands' tiles
     monkeypatch.setattr(TC, "MATERIALIZE_FLOPS", 2**62)  # and below it, the 2-byte loads in the GEMM
