@@ -6,6 +6,7 @@ Every function takes a ``random.Random`` so a campaign is reproducible from its 
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 
@@ -249,12 +250,7 @@ def gemm_program(rng: random.Random, tries: int = 50) -> Program:
         names = list(GEMM_DTYPES)
         dt = rng.choices(names, weights=[GEMM_DTYPES[n] for n in names])[0]
         types = [TensorType(tuple(sizes[c] for c in labs), dt) for labs in (a, b)]
-        iters = 1
-        for n in sizes.values():
-            iters *= n
-        out_size = 1
-        for c in out:
-            out_size *= sizes[c]
+        out_size, iters = math.prod(sizes[c] for c in out), math.prod(sizes.values())
         if max(t.size for t in types) > GEMM_MAX_ELEMS or out_size > GEMM_MAX_ELEMS or iters > GEMM_MAX_ITERS:
             continue
         prog = single_einsum(f"{a},{b}->{out}", types)

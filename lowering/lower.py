@@ -251,7 +251,6 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     out_dt = op.type.dtype
     cdt = compute_dtype(out_dt, gpu)
     red = op.contracted()
-    raxes = {c: te.reduce_axis((0, sizes[c]), name=f"r_{c}") for c in red}
     step.out_labels, step.red_labels = op.output, red
     step.operand_labels = tuple(op.inputs)
     step.operand_names = tuple(t.op.name for t in tensors)
@@ -290,8 +289,8 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
             if S > 1:
                 return _split_k_compute(op, tensors, types, name, step, S)
     step.padded = dict(pad)
-    for c in red:  # a padded contracted extent (zeros past the end, ``_padded_copy``)
-        raxes[c] = te.reduce_axis((0, pad.get(c, sizes[c])), name=f"r_{c}")
+    # (a padded contracted extent reads zeros past its end: ``_padded_copy``)
+    raxes = {c: te.reduce_axis((0, pad.get(c, sizes[c])), name=f"r_{c}") for c in red}
 
     def body(*ovars):
         env = dict(zip(op.output, ovars))
