@@ -52,14 +52,10 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
     """``(operand label strings, output label string)`` the WMMA rule takes for ``op``, or None when
     the step is not one for tensor cores, already has them, or does under ``min_flops`` per element
     the permutations would move."""
-    if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
+    g = _tc_gemm(op, types)
+    if g is None:
         return None
-    st = _step(op, types)
-    g = gemm_groups(st)
-    if g is None or classify(st) != "gemm":
-        return None
-    _, M, N, K = g
-    m_in, n_in = _pick_inner(M, st), N[-1]
+    st, K, m_in, n_in = g
     la, lb = op.inputs
     # the contracted label the tiles run along: one already innermost in both operands, else the
     # one a operand holds innermost, else the last; the others stay serial loops outside it
@@ -82,9 +78,9 @@ def layouts(op: Einsum, types: list[TensorType], min_flops: float = MIN_FLOPS_PE
     return tuple(want), out
 
 
-def _wmma_step(op: Einsum, types: list[TensorType]):
-    """``(step fields, M label, N label, K label)`` of a float16/bfloat16 contraction the WMMA rule
-    takes as it is written, extents aside; None for any other step."""
+def _tc_gemm(op: Einsum, types: list[TensorType]):
+    """``(step fields, contracted labels, tiled M label, tiled N label)`` of a two-operand float16 or
+    bfloat16 GEMM-like step; None for any other step."""
     if op.type.dtype not in ("float16", "bfloat16") or len(op.operands) != 2:
         return None
     st = _step(op, types)
@@ -92,7 +88,16 @@ def _wmma_step(op: Einsum, types: list[TensorType]):
     if g is None or classify(st) != "gemm":
         return None
     _, M, N, K = g
-    m_in, n_in = _pick_inner(M, st), N[-1]
+    return st, K, _pick_inner(M, st), N[-1]
+
+
+def _wmma_step(op: Einsum, types: list[TensorType]):
+    """``(step fields, M label, N label, K label)`` of a float16/bfloat16 contraction the WMMA rule
+    takes as it is written, extents aside; None for any other step."""
+    g = _tc_gemm(op, types)
+    if g is None:
+        return None
+    st, K, m_in, n_in = g
     k = inner_k(op.inputs, K)
     if k is None or op.output[-2:] != m_in + n_in:
         return None
