@@ -27,7 +27,7 @@ class Fault:
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("wrong_loop_bound", "einc.lowering.lower", "_einsum_compute",
-          "te.reduce_axis((0, sizes[c])", "te.reduce_axis((0, max(1, sizes[c] - 1))",
+          "te.reduce_axis((0, pad.get(c, sizes[c]))", "te.reduce_axis((0, max(1, pad.get(c, sizes[c]) - 1))",
           "every reduction loop stops one iteration early"),
     Fault("wrong_reduction_init", "einc.lowering.lower", "_einsum_compute",
           "te.sum(expr, axis=axes)",
