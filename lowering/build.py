@@ -262,14 +262,18 @@ def build(prog: Program, target=None, *, schedule: bool = True, tune: int = 0,
 # --- cuda (gpu helper) ---------------------------------------------------------------------------
 
 
-def _build_cuda(prog: Program, tjson: str, schedule: bool, mark=lambda stage: None) -> Built:
+def _build_cuda(prog: Program, tjson: str, schedule: bool, mark=lambda stage: None, fallback: bool = True) -> Built:
     """Lower, schedule (``schedules_gpu``; ``schedule=False`` only binds loops to threads, the GPU
     equivalent of the naive loop nest) and generate CUDA C.  Works without a GPU: the binary is made
     by NVRTC/nvcc when the module is first loaded where a driver exists.  ``mark`` is told each stage
-    as it starts ("lower", "schedule", "codegen"; the fuzzer's stage names)."""
+    as it starts ("lower", "schedule", "codegen"; the fuzzer's stage names).
+
+    When einc's schedule fails to generate code (a TVM check, or more shared memory than a kernel
+    may declare), the function is scheduled by TVM's dlight rules instead and the plan says why
+    (``fallback=False``: the error is raised, as the fuzzer wants it)."""
     from . import lower as _lower
     from . import schedules_gpu
-    from ._tvm import VERSION, compile_mod
+    from ._tvm import VERSION, tvm
 
     from .tc_layout import for_tensor_cores
 
@@ -287,16 +291,35 @@ def _build_cuda(prog: Program, tjson: str, schedule: bool, mark=lambda stage: No
     plan = [(op.result, "layout", f"added for tensor cores: {op.result} = einsum('{op.subscripts}', "
                                   f"{', '.join(op.operands)})")
             for op in prog.body if op.result not in given] + list(plan)
-    # cp.async for the pipelines that ask for it (copies outside an async stage are left alone)
     mark("codegen")
-    ex, timings["compile"] = _stage("compile", compile_mod, mod, _target.to_tvm(tjson), {"tirx.use_async_copy": True})
+    try:
+        ex, timings["compile"] = _codegen_cuda(mod, tjson)
+    except CompileError as e:
+        if not (schedule and fallback):
+            raise
+        mod = schedules_gpu.dlight_schedule(tvm.IRModule({"main": low.func}), tjson)
+        try:
+            ex, timings["compile"] = _codegen_cuda(mod, tjson)
+        except CompileError:
+            raise e from None  # einc's schedule's error is the one to report
+        why = str(e).splitlines()[0][:200]
+        plan = [(st.block, "dlight", f"dlight default rules (einc's schedule did not build: {why})") for st in low.steps]
+    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
+
+
+def _codegen_cuda(mod, tjson: str):
+    """``(executable, seconds)``: CUDA C for ``mod``, refused when a kernel is left unbound or
+    declares more static shared memory than ptxas allows."""
+    from ._tvm import compile_mod
+    from .cuda_emulator import check_static_shared
+
+    # cp.async for the pipelines that ask for it (copies outside an async stage are left alone)
+    ex, seconds = _stage("compile", compile_mod, mod, _target.to_tvm(tjson), {"tirx.use_async_copy": True})
     kinds = [m.kind for m in ex.mod.imports]
     if "cuda" not in kinds:
         raise CompileError(f"CUDA build produced no device code (imports {kinds}): a loop nest was left unbound")
     # what NVRTC/ptxas would refuse on the GPU machine, refused here (dlight's fallback kernels have
     # declared hundreds of KiB of shared memory)
-    from .cuda_emulator import check_static_shared
-
     check_static_shared(ex.mod.imports[kinds.index("cuda")].inspect_source())
-    return Built(prog, tjson, ex.mod, mod, low, plan, timings, VERSION)
+    return ex, seconds
 # --- end cuda ---

@@ -557,7 +557,7 @@ def build_cuda_emu(prog: Program, *, gpu_knobs: dict | None = None, mark: Callab
     saved = schedules_gpu.GEMM_OVERRIDE
     schedules_gpu.GEMM_OVERRIDE = dict(gpu_knobs) if gpu_knobs else None
     try:
-        built = _build_cuda(prog, _target.resolve(CUDA_EMU_TARGET), True, mark)
+        built = _build_cuda(prog, _target.resolve(CUDA_EMU_TARGET), True, mark, fallback=False)
     except CompileError as e:
         if gpu_knobs and gpu_knobs.get("async") and "load->indices[0].ty().lanes() == store->indices[0]" in str(e):
             raise tvm_bug("async_copy_lanes", "CUDA build with GEMM knob async=1") from e

@@ -604,9 +604,11 @@ def _pick_inner(labels: str, st) -> str:
 
 
 def _pick_k(K: str, st) -> str:
-    """The contracted label to tile: the one that is the contiguous axis of most operands."""
+    """The contracted label to tile: one at least 16 long (a 2-long K tile under a serial 1024-long
+    loop did 2 FMAs per shared tile, and TVM failed to compile it), then the contiguous axis of most
+    operands."""
     def score(c):
-        return (sum(1 for labs in st.operand_labels if labs and labs[-1] == c), st.sizes[c] >= 16, st.sizes[c])
+        return (st.sizes[c] >= 16, sum(1 for labs in st.operand_labels if labs and labs[-1] == c), st.sizes[c])
     return max(K, key=score)
 
 

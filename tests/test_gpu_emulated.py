@@ -154,6 +154,41 @@ def test_gemms_with_several_contracted_labels_and_a_partial_tile(dtype):
     assert len(gemm) == 1 and "serial K" in gemm[0][2], k.built.plan
 
 
+def test_gemms_tile_a_long_contracted_label_not_a_tiny_contiguous_one():
+    """Found by a random sweep: the K tile went to the 2-long label contiguous in one operand, under a
+    serial 1024-long loop (2 FMAs per shared tile), and TVM failed to compile it (``eval_vec_``)."""
+    k = _check("ace,cebd->abd", [(40, 1024, 2), (1024, 2, 8, 2)])
+    gemm = [r for r in k.built.plan if r[1] == "gemm"]
+    assert len(gemm) == 1 and "x16, " in gemm[0][2], k.built.plan
+
+
+def test_a_schedule_that_does_not_build_falls_back_to_dlight(monkeypatch):
+    """A TVM failure generating code from einc's schedule is not the user's error: the function is
+    scheduled by dlight instead and the plan says why; the fuzzer (``fallback=False``) sees it."""
+    from einc.errors import CompileError
+    from einc.lowering import build as B
+    from einc.lowering import fuzz_hooks
+    from einc.ir.nodes import single_einsum
+    from einc.ir.types import TensorType
+
+    real, calls = B._codegen_cuda, []
+
+    def first_fails(mod, tjson):
+        calls.append(mod)
+        if len(calls) == 1:
+            raise CompileError("TVM failed in stage 'compile': InternalError: Check failed: (planted)")
+        return real(mod, tjson)
+
+    monkeypatch.setattr(B, "_codegen_cuda", first_fails)
+    k = _check("ik,kj->ij", [(64, 48), (48, 40)])
+    assert len(calls) == 2 and [r[1] for r in k.built.plan] == ["dlight"], k.built.plan
+    assert "einc's schedule did not build: TVM failed in stage 'compile'" in k.built.plan[0][2]
+    calls.clear()
+    prog = single_einsum("ik,kj->ij", [TensorType((64, 48), "float32"), TensorType((48, 40), "float32")])
+    with pytest.raises(CompileError, match="planted"):
+        fuzz_hooks.build_cuda_emu(prog)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
 @pytest.mark.parametrize("expr,shapes", [
     ("ij->ji", [(100, 34)]), ("ij->ji", [(1000, 334)]), ("ijk->kij", [(7, 100, 45)]),
