@@ -721,7 +721,8 @@ def _gemm(sch, name, st):
         target = kol if split_on_outer else kil
         ks, krest = sch.split(target, [S, None])
         # every spatial loop must be listed: reorder permutes the given loops among their own slots
-        sch.reorder(ks, *[lp[c] for c in outer], lp[m_in], lp[n_in])
+        # (and a K-out loop the split left between them and ks, or N would land after it)
+        sch.reorder(ks, *[lp[c] for c in outer], lp[m_in], lp[n_in], *([kol] if kol is not None and not split_on_outer else []))
         rf = sch.rfactor(ks, 0)
         wb, blk = blk, rf
         loops = sch.get_loops(blk)
@@ -729,7 +730,7 @@ def _gemm(sch, name, st):
         ol = loops[:1 + no_]
         ml, nl = loops[1 + no_], loops[2 + no_]
         rest = loops[3 + no_:]
-        kol, kil = (rest[0], rest[1]) if split_on_outer else (None, rest[0])
+        kol, kil = (rest[0], rest[1]) if k_out else (None, rest[0])  # (split or not, kol stays outside)
         desc_split = f", split-K x{S} (rfactor) + reduction kernel"
     else:
         ol = [lp[c] for c in outer]

@@ -162,6 +162,13 @@ def test_gemms_tile_a_long_contracted_label_not_a_tiny_contiguous_one():
     assert len(gemm) == 1 and "x16, " in gemm[0][2], k.built.plan
 
 
+def test_split_k_with_a_serial_contracted_label_keeps_the_gemm_rule():
+    """Found by a random sweep: split-K with a serial K-out loop (d, unfused past a partial tile) put
+    N after that loop, the bind failed and the GEMM ran as a thread per output over all of K."""
+    k = _check("cda,cdb->ab", [(2048, 1, 33), (2048, 1, 40)])
+    assert [r[1] for r in k.built.plan] == ["gemm"] and "split-K x4" in k.built.plan[0][2], k.built.plan
+
+
 def test_a_schedule_that_does_not_build_falls_back_to_dlight(monkeypatch):
     """A TVM failure generating code from einc's schedule is not the user's error: the function is
     scheduled by dlight instead and the plan says why; the fuzzer (``fallback=False``) sees it."""
