@@ -706,12 +706,16 @@ def _gemm(sch, name, st):
         kf = sch.fuse(*[lp[c] for c in k_out + [k_in]])
         lp = dict(lp)
         lp[k_in] = kf
-        Kn, Kout, k_out = Kn * Kout, 1, []
+        Kn, Kout, k_out, rows = Kn * Kout, 1, [], Kout
+    else:
+        rows = 0
     tiles = _prod(sz[c] for c in outer) * math.ceil(Mn / BM) * math.ceil(Nn / BN)
     # split-K when there are too few output tiles for the SMs and a long K
     S, Ktot = 1, Kout * Kn
     split_on_outer = Kout > 1
-    base = Kout if split_on_outer else Kn // BK
+    # split points on whole rows of fused K labels (a chunk straddling one loses TVM the tile
+    # regions: dac,dbc->ab in float64 sized a shared tile as its whole 6.5 MiB operand)
+    base = Kout if split_on_outer else (rows if rows else Kn // BK)
     while cfg["split_k"] and tiles * S < 2 * NUM_SM and base % (S * 2) == 0 and Ktot // (S * 2) >= 512:
         S *= 2
     kol = sch.fuse(*[lp[c] for c in k_out]) if len(k_out) > 1 else (lp[k_out[0]] if k_out else None)
@@ -823,7 +827,9 @@ def _gemm(sch, name, st):
         sch.unroll(ki)  # measured: ~5-8 % slower on big-K GEMMs, 1.3-1.8x faster on attn/tucker/mttkrp
     sch.unroll(mi)
     sch.unroll(nvl)
-    if Nn % 4 == 0 and nv == 4 and _vector_safe(sch, cl):
+    # 4-wide stores along N when N is the output's contiguous axis (else the last loop is another
+    # label's: eac,ecbd->adbe vectorised its 8 M rows, float64x8, which TVM cannot print)
+    if Nn % 4 == 0 and nv == 4 and st.out_labels[-1] == n_in and _vector_safe(sch, cl):
         try:
             sch.vectorize(sch.get_loops(cl)[-1])
         except Exception:  # noqa: BLE001
