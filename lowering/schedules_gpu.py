@@ -546,7 +546,9 @@ def _reduce_inner(sch, name, st):
     sch.bind(s, "blockIdx.x")
     ro, ri = sch.split(r, [None, threads])
     sch.bind(ri, "threadIdx.x")
-    folded = _fold_convert_after(sch, name, st, s)
+    # (over one element TVM makes no cross-thread reduction: thread 0 alone holds the sum, and every
+    # thread would store its own: found by the fuzzer, f,c-> in float16)
+    folded = R > 1 and _fold_convert_after(sch, name, st, s)
     return f"block per output, cross-thread reduction over {threads} threads{', converted in registers' if folded else ''}"
 
 
@@ -803,6 +805,11 @@ def _gemm(sch, name, st):
             # TVM 0.27's InjectPTXAsyncCopy turns a vector copy into one 16-byte cp.async even when
             # the shared side is strided (the K-major tile): wrong results.  4-byte copies are exact
             # (``tvm_bug_async_strided=True`` leaves the vector copy, to show the bug in a test).
+            vec = 1
+        if cfg["async"] and labs and labs[-1] not in (m_in, n_in, k_in):
+            # the operand's contiguous axis is not one of the tile's: the tile's rows are strided in
+            # global memory, and InjectPTXAsyncCopy still makes each vector one contiguous cp.async
+            # (wrong results: ace,cb->aeb in bfloat16, found by the fuzzer)
             vec = 1
         if cfg["async"] and read_names[i] in scratch and not cfg.get("tvm_bug_async_lanes"):
             # an intermediate buffer read 4-wide everywhere is retyped float32x4 by StorageRewrite,
