@@ -120,6 +120,20 @@ def tensor_on(x, dev):
 
 def is_tvm_tensor(x) -> bool:
     return isinstance(x, tvm.runtime.Tensor)
+
+
+_CUDA_POSTPROC = "tvm_callback_cuda_postproc"
+
+
+def cuda_postproc_callback():
+    """The callback TVM runs on every generated CUDA source (``(code, target) -> code``), or None."""
+    return tvm_ffi.get_global_func(_CUDA_POSTPROC, allow_missing=True)
+
+
+def set_cuda_postproc_callback(fn) -> None:
+    tvm_ffi.register_global_func(_CUDA_POSTPROC, fn, override=True)
+
+
 def dlight_gpu_default(mod, target):
     """TVM's rule-based default GPU schedules (``tvm.s_tir.dlight``) applied to ``mod``."""
     from tvm.s_tir import dlight as dl

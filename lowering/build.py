@@ -313,8 +313,12 @@ def _codegen_cuda(mod, tjson: str):
     from ._tvm import compile_mod
     from .cuda_emulator import check_static_shared
 
-    # cp.async for the pipelines that ask for it (copies outside an async stage are left alone)
-    ex, seconds = _stage("compile", compile_mod, mod, _target.to_tvm(tjson), {"tirx.use_async_copy": True})
+    from .cuda_source import editing
+
+    # cp.async for the pipelines that ask for it (copies outside an async stage are left alone);
+    # the generated CUDA C goes through einc's edits (cuda_source) before anything compiles it
+    with editing():
+        ex, seconds = _stage("compile", compile_mod, mod, _target.to_tvm(tjson), {"tirx.use_async_copy": True})
     kinds = [m.kind for m in ex.mod.imports]
     if "cuda" not in kinds:
         raise CompileError(f"CUDA build produced no device code (imports {kinds}): a loop nest was left unbound")

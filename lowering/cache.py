@@ -91,7 +91,8 @@ def versions() -> dict[str, str]:
 
 
 #: the lowering sources whose text is part of the key: editing a schedule invalidates old kernels
-_LOWERING_SOURCES = ("lower.py", "schedules_cpu.py", "schedules_gpu.py", "schedules_gpu_tc.py", "rules.py", "build.py", "target.py")
+_LOWERING_SOURCES = ("lower.py", "schedules_cpu.py", "schedules_gpu.py", "schedules_gpu_tc.py", "rules.py", "build.py", "target.py",
+                     "tc_layout.py", "cuda_source.py")
 
 
 def _schedule_version() -> str:

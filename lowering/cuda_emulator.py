@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from einc.errors import EincError, Unsupported
+from einc.lowering import cuda_source
 from einc.fileio import atomic_path, atomic_write
 from einc.ir.types import np_dtype
 
@@ -408,6 +409,7 @@ def check_static_shared(src: str) -> None:
 def _rewrite(src: str) -> tuple[str, list[tuple[str, list[tuple[str, str]]]]]:
     """CUDA C -> C++ for the emulator; also returns each kernel's (name, [(type, param)]) in order."""
     check_static_shared(src)
+    src = cuda_source.for_emulator(src)  # einc's inline-PTX loads back to the wmma calls they stand for
     # TVM's int8 prelude (__dp4a, inline PTX) sits under __CUDA_ARCH__, which a host build never defines
     src = _SM61_PRELUDE.sub("", src)
     if re.search(r'"(mma|ldmatrix|wgmma)', src):
