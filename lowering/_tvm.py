@@ -170,8 +170,12 @@ def element_aligned(func):
     lines = text.split("\n")
     for n, ln in enumerate(lines):
         if ln.startswith("def "):
-            lines[n] = re.sub(r'T\.Buffer\((\((?:[^()]*)\)), "([\w.]+)"\)',
+            # shapes print as (3, 32) or, with 64-bit indices, (T.int64(3), T.int64(32))
+            lines[n] = re.sub(r'T\.Buffer\((\((?:[^()]|\([^()]*\))*\)), "([\w.]+)"\)',
                               lambda m: f'T.Buffer({m.group(1)}, "{m.group(2)}", align={_itemsize(m.group(2))})', ln)
+            if lines[n].count("T.Buffer(") != lines[n].count(", align="):
+                # a parameter left at 64-byte alignment faults on an ordinary numpy array
+                raise ValueError(f"could not declare every parameter element-aligned: {lines[n][:300]}")
             break
     else:
         raise ValueError("no signature line in the printed PrimFunc")

@@ -113,21 +113,38 @@ class Lowered:
     out_types: list[TensorType]
 
 
-#: the most elements a value may have: TVM indexes buffers with 32-bit integers here (a 50000 x
-#: 50000 transpose failed deep in TVM's codegen: "Literal value 2500000000 exceeds range of int32")
-MAX_ELEMENTS = 2**31 - 1
-
-
 def check_supported(prog: Program) -> None:
     for name, t in prog.types().items():
         if t.dtype in UNSUPPORTED_DTYPES:
             raise Unsupported(f"value {name!r} has dtype {t.dtype}: TVM has no complex numbers; "
                               "use target='interp' for complex einsums")
-        n = math.prod(int(d) for d in t.shape)
-        if n > MAX_ELEMENTS:
-            raise Unsupported(f"value {name!r} ({t.dtype}{list(t.shape)}) has {n} elements, over 2**31 - 1: "
-                              "einc's compiled kernels index with 32-bit integers; use target='interp' (numpy) "
-                              "or split the einsum along one of its labels")
+
+
+#: tests set this to lower every program with 64-bit indices (the path a value over 2**31 - 1
+#: elements takes), so the schedules are checked on it at sizes that fit a test
+FORCE_INT64 = False
+#: the most elements a buffer may have for 32-bit indices: 2**31 - 1 less room for the last tile
+#: of a loop rounded up past a buffer's end (those indices are computed, then masked)
+INT32_ELEMENTS = 2**31 - 1 - 2**20
+
+
+def needs_int64(tensors) -> bool:
+    """Index with 64-bit integers: some tensor of the lowered function (the values, and the padded
+    copies tensor cores get) has more elements than 32-bit indices reach.  (With 32-bit indices a
+    50000 x 50000 transpose failed deep in TVM's codegen: "Literal value 2500000000 exceeds range
+    of int32".)  The rest keep 32-bit indices, which a GPU computes with half the instructions."""
+    if FORCE_INT64:
+        return True
+    seen, todo = set(), [t.op for t in tensors]  # by operation: == on a 0-d te.Tensor is an error
+    while todo:
+        op = todo.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        if any(math.prod(int(d) for d in op.output(i).shape) > INT32_ELEMENTS for i in range(op.num_outputs)):
+            return True
+        todo.extend(t.op for t in op.input_tensors)
+    return False
 
 
 def has_zero_size(prog: Program) -> bool:
@@ -251,6 +268,12 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     out_dt = op.type.dtype
     cdt = compute_dtype(out_dt, gpu)
     red = op.contracted()
+    # a permutation or diagonal moves values, it computes nothing: no wider accumulator and no
+    # conversion after it (an int8 transpose wrote a uint8 copy and converted it in a second pass;
+    # bfloat16 went through float32).  bool keeps its uint8 compute type (TVM cannot vectorise i1)
+    move = len(tensors) == 1 and not red and types[0].dtype == out_dt and out_dt != "bool"
+    if move:
+        cdt = storage_dtype(out_dt)
     step.out_labels, step.red_labels = op.output, red
     step.operand_labels = tuple(op.inputs)
     step.operand_names = tuple(t.op.name for t in tensors)
@@ -311,7 +334,7 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
                 continue
             idx = [clamp.get(c, env[c]) if (n != 1 or sizes[c] == 1) else 0 for c, n in zip(labs, t.shape)]
             v = T[tuple(idx)] if idx else T[()]
-            terms.append(convert(v, _src_tag(t.dtype), cdt))
+            terms.append(v if move else convert(v, _src_tag(t.dtype), cdt))
         if not terms:
             expr = _zero(cdt)
         else:
@@ -463,7 +486,7 @@ def lower(prog: Program, plans: dict | None = None, *, gpu: bool = False) -> Low
                                   dtype=t.dtype, acc_dtype=storage_dtype(t.dtype)))
         seen.add(o)
         outs.append(T)
-    func = te.create_prim_func(placeholders + outs)
+    func = te.create_prim_func(placeholders + outs, index_dtype_override="int64" if needs_int64(placeholders + outs) else None)
     return Lowered(func, steps, [v.type for v in prog.inputs], [env_t[o] for o in prog.outputs])
 
 
