@@ -312,7 +312,6 @@ def _codegen_cuda(mod, tjson: str):
     declares more static shared memory than ptxas allows."""
     from ._tvm import compile_mod
     from .cuda_emulator import check_static_shared
-
     from .cuda_source import editing
 
     # cp.async for the pipelines that ask for it (copies outside an async stage are left alone);

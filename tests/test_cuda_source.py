@@ -15,16 +15,14 @@ from collections import Counter
 
 import pytest
 
-from tests.test_gpu import GPU_CASES, _program, _small
+from tests.test_gpu import GPU_CASES, _small
+from tests.test_gpu_tensorcore import _build
 
 pytestmark = pytest.mark.tvm
 
 
 def _source(expr, shapes, dtype):
-    from einc.lowering.build import build
-
-    b = build(_program(expr, shapes, dtype), {"kind": "cuda", "arch": "sm_90"})
-    return b.rt_mod.imports[0].inspect_source()
+    return _build(expr, shapes, dtype).rt_mod.imports[0].inspect_source()
 
 
 GEMM = ("ik,kj->ij", [(256, 128), (128, 256)])
