@@ -284,6 +284,11 @@ class Kernel:
         if self.subscripts:
             lines.append(f"einsum {self.subscripts!r}")
         lines.append(f"target  {self.target or 'interp'}")
+        if not self.interpreted and not self._cuda:
+            from einc.lowering import threads
+
+            n, why = threads.current()
+            lines.append(f"threads {n} ({why})")
         if self.pipeline:
             lines.append(f"pipeline {self.pipeline}")
         lines.append("program:")

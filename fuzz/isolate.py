@@ -155,6 +155,9 @@ def spawn(fn: Callable, args: tuple = (), kwargs: dict | None = None, timeout: f
             os.dup2(errfile.fileno(), 2)
             _PIPE_FD = w
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # the forking thread's TVM pool came without its workers; with 1 thread TVM runs a
+            # parallel loop inline (and the campaign's jobs are the parallelism)
+            os.environ["TVM_NUM_THREADS"] = "1"
             import faulthandler
 
             faulthandler.disable()  # an inherited handler (pytest's) would write past our stderr

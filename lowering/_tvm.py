@@ -5,7 +5,11 @@ CLI's ``--help`` never pay for TVM (importing it takes 1-5 s), and a TVM API mov
 """
 from __future__ import annotations
 
-import tvm  # noqa: F401  (the only `import tvm` in einc)
+from . import threads
+
+threads.configure()  # before any kernel runs: TVM sizes a thread's pool once, at its first launch
+
+import tvm  # noqa: E402,F401  (the only `import tvm` in einc)
 import tvm_ffi  # noqa: F401
 from tvm import s_tir, te, tirx  # noqa: F401
 from tvm.runtime import Executable  # noqa: F401

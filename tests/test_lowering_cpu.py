@@ -320,6 +320,25 @@ def test_transposes_of_any_extent_are_cache_blocked(shape, dtype):
     np.testing.assert_array_equal(k(x, out=out), x.T)
 
 
+@pytest.mark.parametrize("subs,shapes,rows", [
+    ("ij,j->i", [(4099, 64), (64,)], 8),  # a last group of 3 rows under a predicate
+    ("ij->i", [(13, 256)], 8),
+    ("ij,ij->i", [(37, 96), (37, 96)], 4),  # two operands stream every row
+    ("ij,ij,ij->i", [(9, 64), (9, 64), (9, 64)], 2),
+    ("ijk,jk->i", [(21, 5, 64), (5, 64)], 8),  # another reduced label outside the vectorised one
+    ("bij,bj->bi", [(3, 6, 128), (3, 128)], 6),  # fewer rows than a group
+])
+def test_row_reductions_accumulate_several_rows_at_once(subs, shapes, rows):
+    """reduce-inner accumulates R rows together (one load of x per R rows of ``ij,j->i``), R x the
+    operands streaming a row <= 8, and the values match numpy whatever the row count."""
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal(s).astype("float32") for s in shapes]
+    k = ecompile(subs, *xs, cache=False)
+    (cls, desc), = [(cls, desc) for blk, cls, desc in k.built.plan if blk == "out"]
+    assert cls == "reduce-inner" and f"{rows} rows at once" in desc, k.built.plan
+    np.testing.assert_allclose(k(*xs), np.einsum(subs, *xs), rtol=1e-4, atol=1e-4)
+
+
 def test_a_bfloat16_permutation_moves_every_bit_pattern_unchanged():
     """All 65536 bfloat16 bit patterns (NaN payloads, -0, subnormals) come out of a transpose as they
     went in: a permutation copies bits, it does not convert through float32."""
