@@ -86,6 +86,7 @@ class StepInfo:
     gemm: object = None  # schedules_cpu.GemmPlan for GEMM-like steps
     padded: dict = field(default_factory=dict)  # label -> padded extent of the accumulator
     pack_block: str | None = None  # block packing the GEMM's B operand into panels
+    pack_a_block: str | None = None  # block packing its A operand into MR-row panels
     # GPU: buffer read -> the product block that computes it into this GEMM's shared K tiles
     tile_products: dict = field(default_factory=dict)
     #: GPU tensor cores: operand copies (padded: ``tc_layout.padding``; K sliced: ``split_k``) that
@@ -240,24 +241,24 @@ def _zero(dtype):
 # ---------------------------------------------------------------------------------------------
 
 
-def _pack_compute(op: Einsum, T, t: TensorType, cdt: str, g, red: str, sizes, name: str):
-    """B packed as [other labels.., n/NR, contracted labels.., NR] in the compute dtype (zero padded)."""
-    labs = op.inputs[g.b_operand]
-    n, nr = g.n, g.nr
+def _pack_compute(op: Einsum, j: int, T, t: TensorType, cdt: str, lab: str, r: int, red: str, sizes, name: str):
+    """Operand ``j`` packed as [other labels.., lab/r, contracted labels.., r] in the compute dtype
+    (zero padded past ``lab``'s extent): B's panels (``lab`` = n), or A's (``lab`` = m)."""
+    labs = op.inputs[j]
     ks = [c for c in red if c in labs]
-    others = [c for c in labs if c != n and c not in ks]
-    N = sizes[n]
-    no = -(-N // nr)
-    shape = tuple(sizes[c] for c in others) + (no,) + tuple(sizes[c] for c in ks) + (nr,)
+    others = [c for c in labs if c != lab and c not in ks]
+    N = sizes[lab]
+    no = -(-N // r)
+    shape = tuple(sizes[c] for c in others) + (no,) + tuple(sizes[c] for c in ks) + (r,)
     src = _src_tag(t.dtype)
 
     def body(*iv):
         env = dict(zip(others, iv[:len(others)]))
         env.update(zip(ks, iv[len(others) + 1:-1]))
-        nv = iv[len(others)] * nr + iv[-1]
-        env[n] = tirx.min(nv, N - 1) if N % nr else nv  # the padded tail reads a valid element
+        nv = iv[len(others)] * r + iv[-1]
+        env[lab] = tirx.min(nv, N - 1) if N % r else nv  # the padded tail reads a valid element
         v = convert(T[tuple(env[c] for c in labs)], src, cdt)
-        return tirx.Select(nv < N, v, _zero(cdt)) if N % nr else v
+        return tirx.Select(nv < N, v, _zero(cdt)) if N % r else v
 
     P = te.compute(shape, body, name=name)
     return P, others, ks
@@ -281,12 +282,17 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     step.sizes = dict(sizes)
     step.dtype, step.acc_dtype = out_dt, cdt
 
-    packed = None
+    packed = {}  # operand index -> (packed tensor, its other labels, its contracted labels, label, r)
     if gemm is not None and gemm.pack:
-        P, others, ks = _pack_compute(op, tensors[gemm.b_operand], types[gemm.b_operand], cdt, gemm, red, sizes,
-                                      f"{name}__pack")
-        packed = (P, others, ks)
+        b = gemm.b_operand
+        packed[b] = _pack_compute(op, b, tensors[b], types[b], cdt, gemm.n, gemm.nr, red, sizes, f"{name}__pack") + \
+            (gemm.n, gemm.nr)
         step.pack_block = f"{name}__pack"
+    if gemm is not None and gemm.pack_a:
+        a = 1 - gemm.b_operand
+        packed[a] = _pack_compute(op, a, tensors[a], types[a], cdt, gemm.m, gemm.mr, red, sizes,
+                                  f"{name}__pack_a") + (gemm.m, gemm.mr)
+        step.pack_a_block = f"{name}__pack_a"
     step.gemm = gemm
     # a GEMM whose M or N is not a multiple of the register tile computes a padded accumulator
     # (clamped, in-bounds reads; the extra rows/columns are dropped by the final block), so the
@@ -321,11 +327,11 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
         clamp = {c: tirx.min(env[c], sizes[c] - 1) for c in pad}
         terms = []
         for j, (T, labs, t) in enumerate(zip(tensors, op.inputs, types)):
-            if packed is not None and j == gemm.b_operand:
-                P, others, ks = packed
-                nv = env[gemm.n]
-                idx = [env[c] for c in others] + [tirx.floordiv(nv, gemm.nr)] + [env[c] for c in ks] + \
-                    [tirx.floormod(nv, gemm.nr)]
+            if j in packed:
+                P, others, ks, lab, r = packed[j]
+                nv = env[lab]
+                idx = [env[c] for c in others] + [tirx.floordiv(nv, r)] + [env[c] for c in ks] + \
+                    [tirx.floormod(nv, r)]
                 terms.append(P[tuple(idx)])
                 continue
             if j in padded_in:

@@ -339,6 +339,27 @@ def test_row_reductions_accumulate_several_rows_at_once(subs, shapes, rows):
     np.testing.assert_allclose(k(*xs), np.einsum(subs, *xs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("subs,shapes,dtype,vectorized", [
+    ("ij->", [(512, 96)], "float32", True),
+    ("i,i->", [(3 * 4096,), (3 * 4096,)], "float32", True),
+    ("ijk,ijk->", [(8, 16, 64), (8, 16, 64)], "float64", True),
+    ("ij->", [(64, 256)], "int32", True),
+    ("ij->", [(64, 256)], "float16", True),
+    ("i->", [(100_003,)], "float32", False),  # prime: no parts x vectors split divides it
+    ("ij,j->", [(256, 64), (64,)], "float32", False),  # a sum over b, then a 64-element dot: too short
+    ("ij,ji->", [(128, 128), (128, 128)], "float32", False),
+])
+def test_full_reductions_stream_parts_into_vector_accumulators(subs, shapes, dtype, vectorized):
+    rng = np.random.default_rng(5)
+    xs = [(rng.standard_normal(s) * 4).astype(dtype) for s in shapes]
+    k = ecompile(subs, *xs, cache=False)
+    desc = [desc for blk, cls, desc in k.built.plan if cls.startswith("reduce")][-1]  # the final sum
+    assert ("lanes of partial sums" in desc) == vectorized, k.built.plan
+    want = np.einsum(subs, *[x.astype("float64") for x in xs])
+    rtol = 2e-2 if dtype == "float16" else 1e-5
+    np.testing.assert_allclose(np.asarray(k(*xs), "float64"), want, rtol=rtol, atol=rtol * np.abs(xs[0]).sum() * 1e-3)
+
+
 def test_a_bfloat16_permutation_moves_every_bit_pattern_unchanged():
     """All 65536 bfloat16 bit patterns (NaN payloads, -0, subnormals) come out of a transpose as they
     went in: a permutation copies bits, it does not convert through float32."""
@@ -374,6 +395,22 @@ def test_target_detection():
         T.resolve("llvm -mcpu=skylake")
 
 
+@pytest.mark.parametrize("subs,shapes,pack_b,pack_a", [
+    ("ik,kj->ij", [(256, 256), (256, 256)], True, False),  # 64 row tiles re-read each panel
+    ("bik,kj->bij", [(16, 64, 64), (64, 64)], True, False),  # B shared by every batch
+    ("bik,bkj->bij", [(64, 16, 16), (64, 16, 16)], False, False),  # 4 row tiles per panel: in place
+    ("ik,jk->ij", [(8, 64), (64, 64)], True, False),  # n not contiguous in B: always packed
+    ("ki,kj->ij", [(64, 64), (64, 64)], True, True),  # A's contiguous axis is not contracted
+])
+def test_gemm_packing_decisions(subs, shapes, pack_b, pack_a):
+    prog = single_einsum(subs, [TensorType(s, "float32") for s in shapes])
+    k = compile_program(prog, cache=False)
+    desc, = [d for _, cls, d in k.built.plan if cls == "gemm"]
+    assert ("packed B" in desc, "packed A" in desc) == (pack_b, pack_a), desc
+    xs = _arrays(shapes, "float32", 4)
+    _close(k(*xs), interp(prog, *xs)[0], "float32")
+
+
 @pytest.mark.parametrize("subs,shapes,dtype", [
     ("ik,kj->ij", [(37, 29), (29, 53)], "float32"),  # tails everywhere: M%4, N%16, K%4
     ("ik,jk->ij", [(20, 30), (70, 30)], "float32"),  # B transposed: packed panels with a padded tail
@@ -383,6 +420,9 @@ def test_target_detection():
     ("ik,kj->ij", [(9, 40), (40, 96)], "uint8"),
     ("ik,kj->ij", [(8, 16), (16, 600)], "float16"),  # packed, float32 accumulation
     ("kj,ik->ij", [(40, 48), (24, 40)], "float32"),  # B is the first operand
+    ("ki,kj->ij", [(29, 37), (29, 53)], "float32"),  # A transposed: packed A panels, padded M
+    ("bki,kj->bij", [(2, 40, 10), (40, 24)], "float64"),  # packed A per batch, B shared by the batch
+    ("ki,jk->ij", [(33, 21), (18, 33)], "int32"),  # both packed
 ])
 def test_gemm_edge_shapes(subs, shapes, dtype):
     prog = single_einsum(subs, [TensorType(s, dtype) for s in shapes])
