@@ -82,6 +82,7 @@ class StepInfo:
     dtype: str = "float32"  # einc result dtype
     acc_dtype: str = "float32"
     convert_block: str | None = None  # block converting acc dtype -> storage dtype
+    convert_inlined: bool = False  # the schedule computed it inside the main block's tile copy
     shape_class: str = ""  # filled by the scheduler's classifier
     gemm: object = None  # schedules_cpu.GemmPlan for GEMM-like steps
     padded: dict = field(default_factory=dict)  # label -> padded extent of the accumulator
