@@ -8,16 +8,22 @@ that decision into a packing compute.  ``schedule(lowered, target)`` then schedu
 class          schedule
 =============  ================================================================================
 gemm           two operands, a contracted label, a row label, and the output's last label ``n`` in
-               one operand (``B``).  Register tile ``MR x NR`` (4x16 f32 on AVX2, 8x32 on
+               one operand (``B``).  Register tile ``MR x NR`` (6x16 f32 on AVX2, 8x32 on
                AVX-512; NR = 2 vectors, 3 when that divides N), ``NR`` vectorised, ``MR``
                unrolled, the tile accumulated in a cache-write buffer, every outer loop fused and
                parallel.  ``B`` is packed into zero-padded panels ``[.., n/NR, k.., NR]`` when ``n``
-               is not its contiguous axis, when its rows are >= 2 KiB apart, or when N needs
-               padding; an M or N that is not a multiple of the tile is computed padded and
-               cropped by a final block.  Single thread on Zen 3 this is 0.94x OpenBLAS SGEMM for
-               1000^3, 1023^3 and 257x300x333.
+               is not its contiguous axis, when 16 row tiles re-read a panel (2 if its rows are
+               >= 2 KiB apart), or when N needs padding; ``A`` into ``[.., m/MR, k.., MR]`` when its
+               contiguous axis is not contracted.  An M or N that is not a multiple of the tile is
+               computed padded; each tile's copy-out crops it and converts to the output dtype.
+               Single thread on Zen 3 this was 0.94x OpenBLAS SGEMM for 1000^3, 1023^3 and
+               257x300x333 with 4-row tiles.
 reduce-inner   the contracted label is the contiguous axis (``ij->i``, ``ij,j->i``): ``rfactor``
-               over a vector-wide split of it, partial sums vectorised, rows parallel.
+               over a vector-wide split of it, partial sums vectorised, R rows accumulated together
+               (R x the operands streaming a row <= 8), rows parallel.
+reduce         a reduction to a scalar: over operands laid out in loop order, the loops fused and
+               split into parallel parts of vector partial sums; otherwise ``rfactor`` into 16
+               scalar partial sums.
 reduce-outer   the output's last label is contiguous in the operands (``ij->j``, batched dots):
                reduction loops move outside the vectorised output axis, outer output tiles parallel.
 transpose      no reduction, the output's last label is not contiguous in a big operand: 2-D
@@ -381,7 +387,7 @@ def _gemm(sch, name, st, vbits):
         sch.vectorize(sch.get_loops(init)[-1])
     # the conversion to the output dtype and the crop of padded rows/columns happen in the tile's
     # copy-out (TVM predicates the padded part), not in a pass over a whole padded accumulator
-    conv = ""
+    conv, st.convert_inlined = "", False
     if st.convert_block and _has_block(sch, st.convert_block):
         try:
             sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
