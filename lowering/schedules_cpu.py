@@ -120,13 +120,12 @@ def plan_einsum(op: Einsum, types, vbits: int) -> GemmPlan | None:
     else:
         nr = next((w for w in (3 * lanes, lanes, half) if w <= N and N % w == 0), 2 * lanes if N >= 2 * lanes else lanes)
     # MR rows of NR/lanes accumulators: 4x2 registers of 16 (AVX2), 8x2 of 32 (AVX-512)
-    # AVX2: 6 rows (12 of the 16 ymm registers accumulate) unless that pads M by over 1 %; the
-    # padded rows are computed and dropped by a predicated tile copy.  2 threads, interleaved, 4 ->
-    # 6 rows: ecd,edh->ech 8x256x256x512 4.1 -> 3.6 ms, ik,kj->ij 1536x1024^2 21.3 -> 18.1; but
-    # M = 128 (padded to 132) 3.0 -> 3.4 on attn_out
+    # AVX2: 6 rows (12 of the 16 ymm registers accumulate) where 6 divides M, else 4; padding M for
+    # 6 rows costs more than it gains (padded rows are computed, A's rows clamped).  2 threads,
+    # interleaved, 4 -> 6 rows: ik,kj->ij 516x512x512 1.58 -> 1.44 ms, 1536x1024x1024 21.3 -> 18.1;
+    # padded, 512^3 (to 516) 1.55 -> 1.73 ms, attn_out (128 to 132) 3.0 -> 3.4
     mr_pref = (8, 4, 6) if vbits >= 512 else (6, 4)
-    mr = next((r for r in mr_pref if M % r == 0 or (M >= 16 * r and -M % r <= M // 100)),
-              4 if M >= 16 else min(M, 4))
+    mr = next((r for r in mr_pref if M % r == 0), 4 if M >= 16 else min(M, 4))
     k_in_b = [c for c in red if c in op.inputs[b]]
     K = _prod(sizes[c] for c in k_in_b)
     # pack when n is not the contiguous axis of B (vector loads need it), or when the panel is re-read
