@@ -296,8 +296,9 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
         step.pack_a_block = f"{name}__pack_a"
     step.gemm = gemm
     # a GEMM whose M or N is not a multiple of the register tile computes a padded accumulator
-    # (clamped, in-bounds reads; the extra rows/columns are dropped by the final block), so the
-    # micro-kernel stays vectorised instead of predicating every element
+    # (clamped, in-bounds reads; the extra rows/columns are dropped by the final block, which the CPU
+    # schedule computes in each tile's copy-out), so the micro-kernel stays vectorised instead of
+    # predicating every element
     pad = {}
     if gemm is not None:
         for lab, r in ((gemm.n, gemm.nr), (gemm.m, gemm.mr)):

@@ -119,7 +119,7 @@ def plan_einsum(op: Einsum, types, vbits: int) -> GemmPlan | None:
         nr = 2 * lanes
     else:
         nr = next((w for w in (3 * lanes, lanes, half) if w <= N and N % w == 0), 2 * lanes if N >= 2 * lanes else lanes)
-    # MR rows of NR/lanes accumulators: 4x2 registers of 16 (AVX2), 8x2 of 32 (AVX-512)
+    # MR rows of NR/lanes accumulators: 6x2 or 4x2 registers of 16 (AVX2), 8x2 of 32 (AVX-512).
     # AVX2: 6 rows (12 of the 16 ymm registers accumulate) where 6 divides M, else 4; padding M for
     # 6 rows costs more than it gains (padded rows are computed, A's rows clamped).  2 threads,
     # interleaved, 4 -> 6 rows: ik,kj->ij 516x512x512 1.58 -> 1.44 ms, 1536x1024x1024 21.3 -> 18.1;
