@@ -400,28 +400,27 @@ def _gemm(sch, name, st, vbits):
             f"parallel over {len(outer)} fused loops{conv}")
 
 
+def _panels(sch, name, st, operand: int):
+    """Parallel over a packing block's loops before its k's (layout [others.., x_o, k.., x_i]);
+    returns the innermost loop (x_i)."""
+    loops = sch.get_loops(sch.get_sblock(name))
+    nk = len([c for c in st.red_labels if c in st.operand_labels[operand]])
+    _fuse_parallel(sch, loops[:len(loops) - nk - 1])
+    return loops[-1]
+
+
 def _pack(sch, name, st, vbits):
     g = st.gemm
-    blk = sch.get_sblock(name)
-    loops = sch.get_loops(blk)
+    inner = _panels(sch, name, st, g.b_operand)
     lanes = lanes_for(st.acc_dtype, vbits)
-    # layout [others.., n_o, k.., n_i]: parallel over the loops before the k's, vectorise n_i
-    nk = len([c for c in st.red_labels if c in st.operand_labels[g.b_operand]])
-    outer = loops[:len(loops) - nk - 1]
     if g.nr % lanes == 0 or g.nr in (lanes // 2, 2 * lanes, 3 * lanes):
-        sch.vectorize(loops[-1])
-    _fuse_parallel(sch, outer)
+        sch.vectorize(inner)
     return f"pack B panels [.., {g.n}/{g.nr}, k, {g.nr}]"
 
 
 def _pack_a(sch, name, st, vbits):
     g = st.gemm
-    blk = sch.get_sblock(name)
-    loops = sch.get_loops(blk)
-    # layout [others.., m_o, k.., m_i]: parallel over the loops before the k's
-    nk = len([c for c in st.red_labels if c in st.operand_labels[1 - g.b_operand]])
-    _fuse_parallel(sch, loops[:len(loops) - nk - 1])
-    sch.unroll(loops[-1])
+    sch.unroll(_panels(sch, name, st, 1 - g.b_operand))
     return f"pack A panels [.., {g.m}/{g.mr}, k, {g.mr}]"
 
 
