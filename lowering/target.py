@@ -8,16 +8,14 @@ for it) and the number of cores.  A dict, a JSON string or a TVM tag is passed t
 from __future__ import annotations
 
 import json
-import os
 
 _CPU_ALIASES = ("llvm", "cpu", "host")
 
 
 def host_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    from .threads import allowed_cpus
+
+    return len(allowed_cpus())
 
 
 def host_spec() -> dict:

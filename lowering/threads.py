@@ -22,13 +22,18 @@ VARS = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")
 _SET_BY_EINC = False
 
 
+def allowed_cpus():
+    """The CPUs this process may run on (its affinity; every CPU where the OS has no affinity)."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return range(os.cpu_count() or 1)
+
+
 def physical_cores(cpus=None, sysfs: str | os.PathLike = "/sys/devices/system/cpu") -> int:
-    """Cores among ``cpus`` (default: this process's affinity), hyper-thread siblings counted once."""
+    """Cores among ``cpus`` (default: ``allowed_cpus()``), hyper-thread siblings counted once."""
     if cpus is None:
-        try:
-            cpus = os.sched_getaffinity(0)
-        except (AttributeError, OSError):
-            cpus = range(os.cpu_count() or 1)
+        cpus = allowed_cpus()
     cores = set()
     for c in cpus:
         try:
