@@ -25,7 +25,9 @@ reduce         a reduction to a scalar: over operands laid out in loop order, th
                split into parallel parts of vector partial sums; otherwise ``rfactor`` into 16
                scalar partial sums.
 reduce-outer   the output's last label is contiguous in the operands (``ij->j``, batched dots):
-               reduction loops move outside the vectorised output axis, outer output tiles parallel.
+               reduction loops move outside the vectorised output axis, chunks of up to 32
+               vectors of it parallel; the last ``n % lanes`` columns partitioned off into a
+               scalar loop.
 transpose      no reduction, the output's last label is not contiguous in a big operand: 2-D
                cache-blocked tiles (read rows of a tile, write its columns), tiles parallel.
 map            elementwise / broadcast / outer products: vectorise the last axis, parallel outer.
@@ -503,7 +505,16 @@ def _row_streams(sch, blk, nout: int) -> int:
 
 
 def _reduce_outer(sch, name, st, vbits):
-    """Reduction loops outside the vectorised, contiguous output axis."""
+    """Reduction loops outside the vectorised, contiguous output axis (column sums ``ij->j``).
+
+    The output axis ``n`` is cut into vectors of ``lanes``, and those into chunks of up to 32
+    vectors (1 KiB of f32 a row: whole cache lines, a stream the prefetcher follows); the chunks
+    and the other output labels run in parallel, each summing its rows into a chunk of the output.
+    When ``lanes`` does not divide ``n``, the loop is partitioned: the first ``n - n % lanes``
+    columns take that schedule, the last few a scalar loop of their own, instead of the whole
+    axis falling back to 8-column scalar chunks.  2 threads, interleaved with the old rule:
+    ``ij->j`` 4096x4095 13.4 -> 3.8 ms, 4096x1000 3.9 -> 0.67 ms (numpy 3.7 and 0.56).
+    """
     blk = sch.get_sblock(name)
     lp, loops = _loops_by_label(sch, blk, st)
     lanes = lanes_for(st.acc_dtype, vbits)
@@ -511,23 +522,30 @@ def _reduce_outer(sch, name, st, vbits):
     N = st.sizes[n]
     if N < lanes:
         raise ValueError("output axis too short to vectorise")
-    chunk = lanes * 32 if N % (lanes * 32) == 0 else (lanes * 8 if N % (lanes * 8) == 0 else lanes)
-    n_o, n_i = sch.split(lp[n], [None, chunk])
-    outer = [lp[c] for c in st.out_labels[:-1]] + [n_o]
-    red = [lp[c] for c in st.red_labels]
-    sch.reorder(*outer, *red, n_i)
-    vec = N % chunk == 0
-    if vec:
-        if chunk > lanes:
-            _, nv = sch.split(n_i, [None, lanes])
-            sch.vectorize(nv)
-        else:
-            sch.vectorize(n_i)
-    _fuse_parallel(sch, outer)
-    init = sch.decompose_reduction(blk, red[0])
-    if vec:
-        sch.vectorize(sch.get_loops(init)[-1])
-    return f"reduce outside {n} (chunk {chunk}{', vectorized' if vec else ''}), parallel outer"
+    main = N - N % lanes
+    others, red = st.out_labels[:-1], st.red_labels
+    sch.reorder(lp[n], *[lp[c] for c in others], *[lp[c] for c in red])  # n outermost: partition it
+    blocks = [blk]
+    if main != N:
+        var = sch.get(lp[n]).loop_var.name
+        sch.loop_partition(lp[n], [main, None])
+        blocks = [sch.get_sblock(f"{name}_{var}{i}") for i in (0, 1)]
+    depth = len(sch.get_loops(blocks[0])) - len(loops)  # loops above the partitioned one (none)
+    nl, *rest = sch.get_loops(blocks[0])[depth:]
+    vo, lv = sch.split(nl, [None, lanes])
+    vchunk = min(32, main // lanes)
+    co, ci = sch.split(vo, [None, vchunk])
+    sch.reorder(co, *rest, ci, lv)
+    sch.vectorize(lv)
+    _fuse_parallel(sch, [co, *rest[:len(others)]])
+    init = sch.decompose_reduction(blocks[0], rest[len(others)] if red else ci)
+    sch.vectorize(sch.get_loops(init)[-1])
+    desc = f"reduce outside {n} ({vchunk}x{lanes}-wide chunks, vectorized), parallel chunks"
+    if len(blocks) > 1:  # the last N % lanes columns: rows outside, those few columns inside
+        tail = sch.get_loops(blocks[1])[depth:]
+        sch.reorder(*tail[1:], tail[0])
+        desc += f"; last {N - main} of {n} a scalar loop of their own"
+    return desc
 
 
 def _reduce(sch, name, st, vbits):

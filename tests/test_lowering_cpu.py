@@ -339,6 +339,32 @@ def test_row_reductions_accumulate_several_rows_at_once(subs, shapes, rows):
     np.testing.assert_allclose(k(*xs), np.einsum(subs, *xs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("subs,shapes,dtype,tail", [
+    ("ij->j", [(37, 4095)], "float32", 7),  # the last 7 columns: a scalar loop of their own
+    ("ij->j", [(37, 1000)], "float32", 0),  # 125 vectors: a short last chunk, no scalar tail
+    ("ij,ij->j", [(19, 300), (19, 300)], "float64", 0),
+    ("bij->bj", [(3, 50, 77)], "float32", 5),
+    ("ij->j", [(64, 100)], "int8", 4),  # wraps like numpy's int8 sum
+    ("ijk->ik", [(5, 33, 9)], "float16", 1),
+])
+def test_column_reductions_vectorize_whatever_the_width(subs, shapes, dtype, tail):
+    """reduce-outer vectorises the output axis in whole vectors, chunks of up to 32 vectors in
+    parallel; a width that the vector does not divide is partitioned (a scalar loop for the last
+    few columns) instead of the whole axis running in scalar 8-column chunks."""
+    rng = np.random.default_rng(4)
+    xs = [(rng.standard_normal(s) * 40).astype(dtype) for s in shapes]
+    k = ecompile(subs, *xs, cache=False)
+    desc = [desc for blk, cls, desc in k.built.plan if cls == "reduce-outer"]
+    assert len(desc) == 1 and "vectorized" in desc[0], k.built.plan
+    assert (f"last {tail} of" in desc[0]) == bool(tail), desc
+    if dtype == "int8":
+        np.testing.assert_array_equal(k(*xs), np.einsum(subs, *xs))
+    else:
+        want = np.einsum(subs, *[x.astype("float64") for x in xs])
+        rtol = 1e-2 if dtype == "float16" else 1e-5
+        np.testing.assert_allclose(np.asarray(k(*xs), "float64"), want, rtol=rtol, atol=rtol * 40)
+
+
 @pytest.mark.parametrize("subs,shapes,dtype,vectorized", [
     ("ij->", [(512, 96)], "float32", True),
     ("i,i->", [(3 * 4096,), (3 * 4096,)], "float32", True),
