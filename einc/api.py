@@ -99,12 +99,13 @@ def _split_operands(operands) -> tuple[str, list]:
     return sublist_to_subscripts(*operands)
 
 
-def _as_array(x, k: int) -> np.ndarray:
+def _as_array(x, k: int, frame) -> np.ndarray:
     try:
-        a = np.asarray(x)
+        return frame.to_numpy(x, f"operand {k}")
+    except EincError:
+        raise
     except (ValueError, TypeError) as e:
         raise EincTypeError(f"operand {k} cannot be converted to an array: {e}") from None
-    return a
 
 
 def _in_ir(dt: np.dtype) -> bool:
@@ -291,7 +292,10 @@ def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=
     if any(type(x) is not np.ndarray and hasattr(x, "__dlpack_device__") for x in ops) and _on_cuda(ops):
         return _einsum_on_cuda(subscripts, ops, out=out, dtype=dt, order=order, casting=casting, optimize=opt,
                                target=target, pipeline=pipeline)
-    arrays = [_as_array(x, k) for k, x in enumerate(ops)]
+    from einc.kernel import _Frame
+
+    frame = _Frame()  # torch tensors in, torch tensors out (zero-copy, as the kernels do)
+    arrays = [_as_array(x, k, frame) for k, x in enumerate(ops)]
     if out is not None and not isinstance(out, np.ndarray):
         raise EincTypeError(f"out= must be a numpy array, not {type(out).__name__}")
 
@@ -308,12 +312,15 @@ def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=
 
     if prep.view:
         view = _single_operand_view(prep.parsed, arrays[0])
-        return view if view.ndim else view[()]  # numpy's last step is a C einsum: 0-d -> scalar
+        return frame.give_back(view) if view.ndim or frame.torch else view[()]  # numpy: 0-d -> scalar
     if prep.plan is None:  # dtypes outside einc's IR: numpy computes them
         kw = {} if dt is None else {"dtype": dt}
-        return np.einsum(prep.text, *arrays, out=out, order=order, casting=casting, optimize=optimize, **kw)
+        return frame.give_back(np.einsum(prep.text, *arrays, out=out, order=order, casting=casting,
+                                         optimize=optimize, **kw))
     from einc.dispatch import einsum_call
+    from einc.kernel import _native
 
+    arrays = [_native(a) for a in arrays]  # a big-endian operand is converted, as numpy does
     # dispatch memoizes its run plan by the same call signature, so a hot call hashes no program
     (res,) = einsum_call(prep.text, arrays, lambda: prep.plan.program, target=target, optimize=args[1],
                          extra=(dt, casting, args[6], pipeline))
@@ -322,9 +329,9 @@ def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=
         np.copyto(out, res, casting="unsafe")  # the rule was checked in _prepare
         return out
     res = _with_order(res, order, arrays)
-    if res.ndim == 0 and prep.scalar:
+    if res.ndim == 0 and prep.scalar and frame.torch is None:
         return res[()]
-    return res
+    return frame.give_back(res)
 
 
 @dataclass(frozen=True)

@@ -213,8 +213,8 @@ class FastCall:
             return self._slow(arrays)
         args = []
         for a, (shape, dt, bf) in zip(arrays, self.ins):
-            if type(a) is not np.ndarray or a.dtype != dt or a.shape != shape:
-                return self._slow(arrays)
+            if type(a) is not np.ndarray or a.dtype != dt or a.shape != shape or not a.flags.writeable:
+                return self._slow(arrays)  # (read-only arrays: DLPack refuses them, the Kernel aliases them)
             if not a.flags.c_contiguous or a.__array_interface__["data"][0] % 64:
                 b = _aligned_empty(shape, dt)
                 b[...] = a

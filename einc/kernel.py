@@ -95,6 +95,29 @@ def _storage_view(a: np.ndarray, dtype: str) -> np.ndarray:
     return a.view(np.uint16) if dtype == "bfloat16" else a
 
 
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order (a big-endian ``>f8`` array is converted, as numpy does)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+class _Unlocked:
+    """Holds a read-only array and exposes its memory as writeable (``np.asarray(_Unlocked(a))``).
+
+    TVM takes arrays through DLPack, which numpy refuses for read-only arrays (a memory map opened
+    ``'r'``, ``np.frombuffer``); a compiled kernel never writes its inputs, so an alias is safe and
+    saves a copy."""
+
+    def __init__(self, a: np.ndarray):
+        self.keep = a
+        ai = dict(a.__array_interface__)
+        ai["data"] = (ai["data"][0], False)
+        self.__array_interface__ = ai
+
+
+def _unlocked(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.writeable else np.asarray(_Unlocked(a))
+
+
 class _Frame:
     """What kind of arrays the caller passed (to give back the same kind)."""
 
@@ -107,6 +130,11 @@ class _Frame:
         if hasattr(x, "__dlpack__") and not isinstance(x, (list, tuple)):
             if type(x).__module__.startswith("torch"):
                 self.torch = self.torch or __import__("torch")
+                if x.requires_grad:
+                    raise EincTypeError(f"{what}: a torch tensor that requires grad; einc computes no "
+                                        "gradients (pass x.detach())")
+                if x.dtype == self.torch.bfloat16:  # numpy's DLPack import knows no bfloat16
+                    return self.to_numpy(x.view(self.torch.int16), what).view(np_dtype("bfloat16"))
             try:
                 return np.from_dlpack(x)
             except Exception as e:  # noqa: BLE001 - device, dtype or grad problems of the producer
@@ -114,9 +142,11 @@ class _Frame:
                                     f"({str(e).strip().splitlines()[0]}); pass a CPU array") from None
         return np.asarray(x)
 
-    def give_back(self, arr: np.ndarray):
-        if self.torch is not None:
+    def give_back(self, arr):
+        if self.torch is not None and isinstance(arr, np.ndarray):
             try:
+                if arr.dtype == np_dtype("bfloat16"):
+                    return self.torch.from_dlpack(arr.view(np.int16)).view(self.torch.bfloat16)
                 return self.torch.from_dlpack(arr)
             except Exception:  # noqa: BLE001 - e.g. a dtype torch lacks: numpy is fine
                 return arr
@@ -177,7 +207,7 @@ class Kernel:
 
     def _prepare_input(self, i: int, x: Any, frame: _Frame) -> np.ndarray:
         t = self.in_types[i]
-        a = frame.to_numpy(x, self._name(i))
+        a = _native(frame.to_numpy(x, self._name(i)))
         want = np_dtype(t.dtype)
         if a.dtype != want:
             if isinstance(x, np.ndarray) or hasattr(x, "__dlpack__") or a.ndim > 0 and not isinstance(x, (list, tuple)):
@@ -192,7 +222,7 @@ class Kernel:
             b = aligned_empty(a.shape, a.dtype)
             b[...] = a
             a = b
-        return _storage_view(a, t.dtype)
+        return _unlocked(_storage_view(a, t.dtype))
 
     def _prepare_out(self, j: int, o: Any) -> tuple[np.ndarray, np.ndarray | None]:
         t = self.out_types[j]
@@ -220,7 +250,7 @@ class Kernel:
                 if type(x) is not np.ndarray or x.dtype != dt or x.shape != shp:
                     break
                 f = x.flags
-                if not f.c_contiguous or not (f.aligned if any_addr else _addr(x) % ALIGN == 0):
+                if not f.c_contiguous or not f.writeable or not (f.aligned if any_addr else _addr(x) % ALIGN == 0):
                     break
             else:
                 # small results: plain np.empty (aligned_empty costs ~4 us); large ones 64-byte aligned

@@ -108,6 +108,50 @@ def test_torch_in_torch_out(mm):
     np.testing.assert_allclose(got.numpy(), a @ b, rtol=1e-4, atol=1e-4)
 
 
+def test_torch_tensors_that_require_grad_or_hold_bfloat16(mm):
+    torch = pytest.importorskip("torch")
+    a, b = _ab(8)
+    with pytest.raises(EincTypeError, match="requires grad.*detach"):
+        mm(torch.from_numpy(a).requires_grad_(), b)
+    x = torch.randn(8, 32).to(torch.bfloat16)
+    y = torch.randn(32, 16).to(torch.bfloat16)
+    k = einc.compile("ik,kj->ij", x, y)  # the dtype read off the tensors
+    got = k(x, y)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.bfloat16
+    ref = x.double() @ y.double()
+    assert torch.all((got.double() - ref).abs() <= 1e-2 * (x.double().abs() @ y.double().abs()) + 1e-6)
+    via = einc.einsum("ik,kj->ij", x, y)  # einsum: torch in, torch out, like the kernels
+    assert isinstance(via, torch.Tensor) and via.dtype == torch.bfloat16
+    assert torch.equal(via, got)
+    s = einc.einsum("i,i->", torch.ones(3), torch.ones(3))
+    assert isinstance(s, torch.Tensor) and s.ndim == 0 and float(s) == 3.0
+
+
+def test_big_endian_and_read_only_operands_work_like_numpy(mm, tmp_path):
+    a, b = _ab(9)
+    want = a @ b
+    # byte order: converted, as numpy.einsum does (the default policy, a compiled kernel, a Kernel)
+    np.testing.assert_allclose(mm(a.astype(">f4"), b), want, rtol=1e-4, atol=1e-4)
+    for target in (None, "llvm"):
+        got = einc.einsum("ik,kj->ij", a.astype(">f4"), b.astype(">f4"), target=target)
+        assert got.dtype == np.float32 and got.dtype.isnative
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # read-only memory (DLPack cannot export it): a memory map opened 'r', a frombuffer, a locked array
+    np.save(tmp_path / "a.npy", a)
+    ro = [np.load(tmp_path / "a.npy", mmap_mode="r"), np.frombuffer(a.tobytes(), np.float32).reshape(a.shape)]
+    ro.append(a.copy())
+    ro[-1].setflags(write=False)
+    for x in ro:
+        assert not x.flags.writeable
+        np.testing.assert_allclose(mm(x, b), want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(einc.einsum("ik,kj->ij", x, b, target="llvm"), want, rtol=1e-4, atol=1e-4)
+        assert not x.flags.writeable  # the caller's array is left as it was
+    from einc.kernel import _unlocked
+
+    alias = _unlocked(ro[-1])
+    assert alias.flags.writeable and np.shares_memory(alias, ro[-1])  # no copy
+
+
 def test_transpose_returns_a_view_like_numpy():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     k = einc.compile("ij->ji", a)
