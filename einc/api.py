@@ -283,6 +283,9 @@ def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=
     a repeated call only converts its operands and runs the program.
     """
     subscripts, ops = _split_operands(operands)
+    from einc.kernel import _Frame, check_pipeline_arg
+
+    check_pipeline_arg(pipeline)
     order = _check_order(order)
     casting = _check_casting(casting)
     dt = _check_dtype(dtype)
@@ -292,8 +295,6 @@ def einsum(*operands, out=None, dtype=None, order="K", casting="safe", optimize=
     if any(type(x) is not np.ndarray and hasattr(x, "__dlpack_device__") for x in ops) and _on_cuda(ops):
         return _einsum_on_cuda(subscripts, ops, out=out, dtype=dt, order=order, casting=casting, optimize=opt,
                                target=target, pipeline=pipeline)
-    from einc.kernel import _Frame
-
     frame = _Frame()  # torch tensors in, torch tensors out (zero-copy, as the kernels do)
     arrays = [_as_array(x, k, frame) for k, x in enumerate(ops)]
     if out is not None and not isinstance(out, np.ndarray):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 
@@ -52,11 +53,37 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"einc {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:  # numpy's _ArrayMemoryError says how much it wanted
+        print(f"einc {args.command}: error: out of memory: {str(e).splitlines()[0] if str(e) else 'an allocation failed'}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("einc: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _number(kind, least, what):
+    def convert(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        if not v >= least:  # (NaN fails too)
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
+        return v
+
+    convert.__name__ = what  # argparse names the type in its messages
+    return convert
+
+
+positive_int = _number(int, 1, "a whole number >= 1")
+count = _number(int, 0, "a whole number >= 0")
+positive_seconds = _number(float, 1e-9, "a number of seconds > 0")
+
+#: einc indexes tensors with 64-bit integers: no tensor may hold 2^63 elements or more
+MAX_ELEMENTS = 2**63 - 1
 
 
 def parse_shapes(text: str) -> list[tuple[int, ...]]:
@@ -75,6 +102,9 @@ def parse_shapes(text: str) -> list[tuple[int, ...]]:
                 raise ParseError(f"bad shape {dims!r}: write sizes like 8x64x32", Span.at(text, pos, len(part), "--shapes")) from None
             if any(d < 0 for d in shapes[-1]):
                 raise ParseError(f"negative size in shape {dims!r}", Span.at(text, pos, len(part), "--shapes"))
+            if math.prod(shapes[-1]) > MAX_ELEMENTS:
+                raise ParseError(f"shape {dims!r} has {math.prod(shapes[-1]):.3g} elements; einc indexes "
+                                 "with 64-bit integers (fewer than 2^63)", Span.at(text, pos, len(part), "--shapes"))
         pos += len(part) + 1
     return shapes
 

@@ -93,6 +93,11 @@ class CacheError(EincError, RuntimeError):
     """The kernel cache could not be read or written."""
 
 
+class WriteError(EincError, OSError):
+    """A file einc was asked to write cannot be written there (no such directory, a directory in the
+    way, no permission, disk full); nothing partial is left behind."""
+
+
 class FheError(EincError, ValueError):
     """An encrypted computation cannot run with these parameters (depth, slots, keys)."""
 

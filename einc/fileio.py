@@ -11,21 +11,36 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from einc.errors import WriteError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed.
 
-    For writers that want a file name (``export_library``, ``zipfile``) rather than bytes.
+    For writers that want a file name (``export_library``, ``zipfile``) rather than bytes.  When the
+    place cannot be written (a file where a directory should be, a directory at ``path``, no
+    permission) it raises ``WriteError``, an ``OSError`` that is also an einc error; the writer's own
+    errors pass through unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    if path.is_dir():
+        raise WriteError(f"cannot write {path}: it is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as e:
+        above = next((p for p in path.parents if p.exists()), None)
+        why = f"{above} is not a directory" if above is not None and not above.is_dir() else e.strerror or e
+        raise WriteError(f"cannot write {path}: {why}") from None
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        try:
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -37,7 +52,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
     if isinstance(data, str):
         data = data.encode("utf-8")
     with atomic_path(path, mode) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # disk full, quota
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None

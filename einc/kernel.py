@@ -169,6 +169,7 @@ class Kernel:
         self.pipeline = pipeline
         self.target = target or (built.target if built is not None else None)
         self._rt = rt_mod if rt_mod is not None else (built.rt_mod if built is not None else None)
+        self._library: bytes | None = None  # the library's bytes, for a kernel loaded from one
         self._fn = self._rt["main"] if self._rt is not None else None
         self.in_types = [v.type for v in program.inputs]
         types = program.types()
@@ -370,23 +371,70 @@ class Kernel:
                 "pipeline": self.pipeline, "interpreted": self.interpreted, "param_align": self.param_align}
 
     def export(self, path: str | os.PathLike) -> str:
-        """Write the kernel as a shared library at ``path`` and its metadata at ``path + '.json'``."""
+        """Write the kernel as a shared library at ``path`` and its metadata at ``path + '.json'``.
+
+        The metadata records the library's size and SHA-256, which ``load`` checks before handing
+        the file to the dynamic loader (a truncated library would crash the process there)."""
         path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        lib = getattr(self.built, "library", None)  # loaded from the disk cache: copy its bytes
+        lib = getattr(self.built, "library", None) or self._library  # cached or loaded: copy its bytes
+        meta = self.metadata()
         if not self.interpreted and lib:
             atomic_write(path, lib)
         elif not self.interpreted:
             try:
                 with atomic_path(path) as tmp:
                     self._rt.export_library(tmp)
+            except OSError:
+                raise
             except Exception as e:  # noqa: BLE001
                 from einc.errors import CompileError
 
                 raise CompileError(f"export to {path} failed: {type(e).__name__}: {str(e).strip()[:300]}") from e
-        atomic_write(path + SIDECAR_SUFFIX, json.dumps(self.metadata(), indent=1))
+        if not self.interpreted:
+            with open(path, "rb") as f:
+                meta.update(library_bytes=os.fstat(f.fileno()).st_size, library_sha256=_sha256(f))
+        atomic_write(path + SIDECAR_SUFFIX, json.dumps(meta, indent=1))
         return path
+
+
+def _sha256(f) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_library(path: str, data: bytes, meta: dict) -> None:
+    """Refuse a library the dynamic loader would crash on: a size or SHA-256 that differs from the
+    sidecar's, or (for a sidecar older than those fields) an ELF file whose headers point past its end."""
+    import hashlib
+
+    from einc.errors import CacheError
+
+    want = meta.get("library_sha256")
+    if want is not None:
+        if len(data) != meta.get("library_bytes", len(data)) or hashlib.sha256(data).hexdigest() != want:
+            raise CacheError(f"{path}: the library is not the one exported with {path + SIDECAR_SUFFIX} "
+                             f"({len(data)} bytes, expected {meta.get('library_bytes')}; truncated or "
+                             "changed since): export it again")
+        return
+    if data[:4] != b"\x7fELF":
+        return  # not ELF (another platform's format): the loader's own error is a clean one
+    import struct
+
+    ok = len(data) >= 64 and data[4] == 2  # 64-bit
+    if ok:
+        end = "<" if data[5] == 1 else ">"
+        phoff, shoff = struct.unpack_from(end + "QQ", data, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", data, 54)
+        ok = phoff + phentsize * phnum <= len(data) and shoff + shentsize * shnum <= len(data)
+        for i in range(phnum if ok else 0):
+            p_offset, _, _, p_filesz = struct.unpack_from(end + "QQQQ", data, phoff + i * phentsize + 8)
+            ok = ok and p_offset + p_filesz <= len(data)
+    if not ok:
+        raise CacheError(f"{path}: not a complete shared library ({len(data)} bytes; truncated?): export it again")
 
 
 def _permutation_of_input(prog: Program):
@@ -430,14 +478,22 @@ def load(path: str | os.PathLike) -> Kernel:
         raise CacheError(f"{path}: cannot read the kernel metadata {path + SIDECAR_SUFFIX}: {e}") from None
     if meta.get("interpreted"):
         return Kernel(prog, subscripts=meta.get("subscripts"), pipeline=meta.get("pipeline"))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CacheError(f"{path}: cannot read the library: {e.strerror or e}") from None
+    _check_library(path, data, meta)
     from einc.lowering._tvm import load_module
 
     try:
         rt = load_module(path)
     except Exception as e:  # noqa: BLE001
         raise CacheError(f"{path}: TVM cannot load this library: {str(e).strip().splitlines()[-1][:300]}") from None
-    return Kernel(prog, target=meta.get("target"), rt_mod=rt, subscripts=meta.get("subscripts"),
-                  pipeline=meta.get("pipeline"), param_align=meta.get("param_align"))
+    k = Kernel(prog, target=meta.get("target"), rt_mod=rt, subscripts=meta.get("subscripts"),
+               pipeline=meta.get("pipeline"), param_align=meta.get("param_align"))
+    k._library = data  # export() copies these bytes (a loaded module cannot export itself)
+    return k
 
 
 # ------------------------------------------------------------------------------------------------
@@ -457,6 +513,12 @@ def _shape_and_dtype(x: Any, dtype, i: int):
         return tuple(int(s) for s in x.shape), dt
     a = np.asarray(x)
     return a.shape, dtype_name(dtype or a.dtype)
+
+
+def check_pipeline_arg(pipeline) -> None:
+    if pipeline is not None and not isinstance(pipeline, str):
+        raise EincTypeError(f"pipeline= takes a pipeline string like 'canonicalize,decompose' (or 'none'), "
+                            f"not {type(pipeline).__name__}")
 
 
 def _dtypes_for(dtype, n: int):
@@ -582,6 +644,7 @@ def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optim
     ``cache=False`` always builds afresh (see ``compile_program``)."""
     if not isinstance(subscripts, str):
         raise EincTypeError(f"subscripts must be a string, got {type(subscripts).__name__}")
+    check_pipeline_arg(pipeline)
     dts = _dtypes_for(dtype, len(shapes_or_arrays))
     sd = [_shape_and_dtype(x, d, i) for i, (x, d) in enumerate(zip(shapes_or_arrays, dts))]
     prog0 = _parse(subscripts, [s for s, _ in sd], [d for _, d in sd])

@@ -40,12 +40,49 @@ def cache_env(monkeypatch, tmp_path):
     pytest.param(["run", "ij->i", "--shapes", "2x3", "--target", '{"kind": "nonsense"}'], "nonsense",
                  marks=pytest.mark.tvm),
     (["bench", "ij->i"], "shapes"),
+    (["run", "i->i", "--shapes", "99999999999999999999"], "64-bit"),
+    (["explain", "ij,jk->ik", "--shapes", "2x3,3x4", "--memory-limit=-5"], "positive number"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, needle):
     p = einc_cli(*argv)
     assert p.returncode == 2, p.stderr
     assert needle in p.stderr and "Traceback" not in p.stderr
     assert p.stderr.startswith(f"einc {argv[0]}: error:")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["bench", "ij,jk->ik", "--shapes", "3x4,4x5", "--threads", "0"], "--threads: expected a whole number >= 1"),
+    (["bench", "ij,jk->ik", "--shapes", "3x4,4x5", "--min-time", "-1"], "--min-time: expected a number of seconds"),
+    (["run", "ij->j", "--shapes", "4x4", "--repeat", "-1"], "--repeat: expected a whole number >= 0"),
+    (["fuzz", "--jobs", "0", "--time", "1s"], "--jobs/-j: expected a whole number >= 1"),
+])
+def test_number_flags_out_of_range_are_refused(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_unwritable_outputs_and_memory_errors_exit_2_without_a_traceback(tmp_path, monkeypatch, capsys):
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile" / "k.so", tmp_path):
+        assert main(["compile", "ij,jk->ik", "--shapes", "4x3,3x2", "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("einc compile: error: cannot write") and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["afile", "cache"]  # no temp files beside them
+
+    def big(args):
+        raise MemoryError("Unable to allocate 3.64 TiB for an array with shape (4000000000064,)")
+
+    monkeypatch.setattr(run_cmd, "run", big)  # the parser takes run_cmd.run when it is built
+    assert main(["run", "i,j->ij", "--shapes", "1000000,1000000"]) == 2
+    assert "error: out of memory: Unable to allocate 3.64 TiB" in capsys.readouterr().err
+
+
+def test_a_zero_size_kernel_exports_its_sidecar_alone(tmp_path, capsys):
+    assert main(["compile", "ij,jk->ik", "--shapes", "0x3,3x4", "-o", str(tmp_path / "z.so")]) == 0
+    assert "no library" in capsys.readouterr().err
+    assert "z.so.json" in os.listdir(tmp_path) and "z.so" not in os.listdir(tmp_path)
 
 
 def test_caret_points_at_the_bad_shape():

@@ -207,6 +207,66 @@ def test_load_without_sidecar_is_a_clear_error(tmp_path, mm):
         einc.load(p)
 
 
+def test_load_refuses_a_library_that_differs_from_its_export(tmp_path, mm):
+    """A truncated library crashed the process in the dynamic loader (SIGBUS); load checks the size
+    and SHA-256 the sidecar records, and, for sidecars without them, that the ELF headers fit."""
+    from einc.errors import CacheError
+
+    p = tmp_path / "k.so"
+    mm.export(p)
+    data, meta = p.read_bytes(), json.loads((tmp_path / "k.so.json").read_text())
+    assert meta["library_bytes"] == len(data) and len(meta["library_sha256"]) == 64
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    legacy = {k: v for k, v in meta.items() if not k.startswith("library_")}
+    for name, body, side in [("trunc", data[:5000], meta), ("flip", bytes(flipped), meta),
+                             ("legacy", data[:5000], legacy)]:
+        (tmp_path / f"{name}.so").write_bytes(body)
+        (tmp_path / f"{name}.so.json").write_text(json.dumps(side))
+        with pytest.raises(CacheError, match="export it again"):
+            einc.load(tmp_path / f"{name}.so")
+    (tmp_path / "whole.so").write_bytes(data)  # an intact library with an older sidecar still loads
+    (tmp_path / "whole.so.json").write_text(json.dumps(legacy))
+    a, b = _ab(10)
+    np.testing.assert_array_equal(einc.load(tmp_path / "whole.so")(a, b), mm(a, b))
+
+
+def test_a_loaded_kernel_exports_again(tmp_path, mm):
+    mm.export(tmp_path / "k.so")
+    k = einc.load(tmp_path / "k.so")
+    k.export(tmp_path / "again.so")
+    assert (tmp_path / "again.so").read_bytes() == (tmp_path / "k.so").read_bytes()
+    a, b = _ab(11)
+    np.testing.assert_array_equal(einc.load(tmp_path / "again.so")(a, b), mm(a, b))
+
+
+def test_export_to_an_unwritable_place_is_an_einc_error_and_leaves_nothing(tmp_path, mm):
+    from einc.errors import WriteError
+
+    (tmp_path / "afile").write_text("x")
+    for target, why in [(tmp_path / "afile" / "k.so", "afile is not a directory"),
+                        (tmp_path, "is a directory")]:
+        with pytest.raises(WriteError, match=why) as e:
+            mm.export(target)
+        assert isinstance(e.value, OSError)  # callers catching OSError still do
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_pipeline_argument_is_a_string_or_none_and_sizes_fit_64_bit_indices():
+    from einc.errors import VerifyError
+
+    a, b = _ab(12)
+    assert einc.compile("ik,kj->ij", a, b, pipeline="none").pipeline == "none"
+    np.testing.assert_allclose(einc.einsum("ik,kj->ij", a, b, pipeline="none"), a @ b, rtol=1e-4, atol=1e-4)
+    for bad in (["canonicalize"], 5):
+        with pytest.raises(EincTypeError, match="pipeline string"):
+            einc.einsum("ik,kj->ij", a, b, pipeline=bad)
+        with pytest.raises(EincTypeError, match="pipeline string"):
+            einc.compile("ik,kj->ik", a, b, pipeline=bad)
+    with pytest.raises(VerifyError, match="64-bit"):
+        einc.compile("ij,jk->ik", (10**20, 3), (3, 4))
+
+
 def test_zero_size_kernel_exports_and_loads(tmp_path):
     k = einc.compile("ij,jk->ik", (0, 3), (3, 4))
     assert k.interpreted

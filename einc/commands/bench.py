@@ -18,6 +18,8 @@ HELP = "benchmark einc kernels against numpy, opt_einsum and torch"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from einc.cli import positive_int, positive_seconds
+
     p.add_argument("expr", nargs="?", metavar="EXPR", help="one einsum to time (with --shapes) instead of a suite")
     p.add_argument("--shapes", metavar="SHAPES", help="operand shapes for EXPR, e.g. 512x512,512x512")
     p.add_argument("--dtype", default="float32", metavar="DTYPE", help="operand dtype for EXPR (default float32)")
@@ -25,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--section", default="cpu", help="suite section (default cpu)")
     p.add_argument("--cases", metavar="A,B", help="only these cases of the suite")
     p.add_argument("--peers", metavar="P,Q", help="subset of numpy,opt_einsum,torch")
-    p.add_argument("--threads", type=int, metavar="N", help="threads for every library (default: all usable cores)")
-    p.add_argument("--min-time", type=float, metavar="S", help="seconds of timed calls per measurement (default 0.3)")
-    p.add_argument("--repeat", type=int, metavar="N", help="rounds per measurement (default 5)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="threads for every library (default: all usable cores)")
+    p.add_argument("--min-time", type=positive_seconds, metavar="S", help="seconds of timed calls per measurement (default 0.3)")
+    p.add_argument("--repeat", type=positive_int, metavar="N", help="rounds per measurement (default 5)")
     p.add_argument("--overhead", action="store_true",
                    help="also measure a cold 2-operand compile, the cached-call overhead and the policy floor")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -145,7 +145,11 @@ def run(args: argparse.Namespace) -> int:
         _print_resources(k)
     if args.output:
         path = export_kernel(k, args.output)
-        print(f"wrote {path} and {path}.json ({os.path.getsize(path)} bytes)", file=sys.stderr)
+        if k.interpreted:  # a zero-size operand: numpy runs it, no library to write
+            print(f"wrote {path}.json (no library: the kernel has a zero-size operand and runs in numpy)",
+                  file=sys.stderr)
+        else:
+            print(f"wrote {path} and {path}.json ({os.path.getsize(path)} bytes)", file=sys.stderr)
     if not args.emit and not args.output and not args.resources:
         print(k.explain())
     print(f"kernel: {origin} in {dt * 1e3:.0f} ms (cache {_cache_dir() if not args.no_cache else 'off'})",

@@ -51,13 +51,16 @@ def _memory_arg(text):
 
     if text is None:
         return None
-    t = text.strip().lower().replace("-", "_")
-    if t in ("max_input", "none"):
+    t = text.strip().lower()
+    if t.replace("-", "_") in ("max_input", "none"):
         return None if t == "none" else "max_input"
     try:
-        return int(t.replace("_", ""))
+        n = int(t)  # 1_000_000 is fine; a sign is kept
     except ValueError:
-        raise PathError(f"--memory-limit {text!r}: give a number of elements or max-input") from None
+        n = 0
+    if n < 1:
+        raise PathError(f"--memory-limit {text!r}: give a positive number of elements, max-input or none")
+    return n
 
 
 def explain(expr: str, shapes, optimize="auto", memory_limit=None):

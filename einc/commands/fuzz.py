@@ -37,9 +37,11 @@ def parse_duration(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from einc.cli import positive_int
+
     p.add_argument("--time", default="60s", metavar="DURATION", help="time budget: 90s, 10m, 1h (default 60s)")
     p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="cases run at once, each in its own child process")
+    p.add_argument("--jobs", "-j", type=positive_int, default=1, help="cases run at once, each in its own child process")
     p.add_argument("--corpus", default="corpus", metavar="DIR", help="seeds/, queue/ and regressions/ (default corpus)")
     p.add_argument("--out", default="report", metavar="DIR", help="report and resumable state (default report)")
     p.add_argument("--target", choices=("llvm", "interp", "cuda-emu"), default="llvm",

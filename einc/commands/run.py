@@ -23,6 +23,8 @@ TOLERANCES = {"float16": 1e-2, "bfloat16": 3e-2, "float32": 1e-4, "float64": 1e-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from einc.cli import count
+
     from einc.commands.compile import add_program_arguments
 
     add_program_arguments(p)
@@ -31,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true",
                    help="compare with the numpy interpreter; exit 1 and print the max error on a mismatch")
     p.add_argument("-o", "--output", metavar="OUT.npy", help="save the (first) output here")
-    p.add_argument("--repeat", type=int, default=0, metavar="N", help="also time N calls and print the best")
+    p.add_argument("--repeat", type=count, default=0, metavar="N", help="also time N calls and print the best")
 
 
 def random_inputs(prog, seed: int = 0) -> list:

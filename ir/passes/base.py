@@ -200,9 +200,11 @@ def _span(text: str, start: int, end: int) -> Span:
 def parse_pipeline(text: str) -> tuple[Pass, ...]:
     """``"canonicalize,decompose{path=optimal,memory-limit=4096}"`` -> a tuple of pass instances.
 
-    Errors (unknown pass or option, a value of the wrong type, a missing brace) are PipelineErrors with a
-    caret under the offending part of ``text``.
+    ``"none"`` is the empty pipeline.  Errors (unknown pass or option, a value of the wrong type, a
+    missing brace) are PipelineErrors with a caret under the offending part of ``text``.
     """
+    if text.strip().lower() == "none":  # the empty pipeline, by name (as the command line spells it)
+        return ()
     passes: list[Pass] = []
     i, n = 0, len(text)
 
