@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,7 +38,8 @@ class Context:
     """
 
     def __init__(self, backend: str = "sim", poly_modulus_degree: int = 2 ** 15, depth: int | None = None,
-                 scale_bits: int = 40, plan=None, *, security: int | None = 128, _files: dict | None = None):
+                 scale_bits: int = 40, plan=None, *, security: int | None = 128, _files: dict | None = None,
+                 key_id: str | None = None):
         plans = [] if plan is None else (list(plan) if isinstance(plan, (list, tuple)) else [plan])
         n = int(poly_modulus_degree)
         if n not in MAX_BITS_128:
@@ -66,6 +68,9 @@ class Context:
         self.scale_bits = scale_bits
         self.security = security
         self.backend = make_backend(backend, n, depth, scale_bits, files=_files)
+        #: names the key set: a public copy and a saved and loaded context keep it; two contexts
+        #: made separately differ, so their ciphertexts are never mixed (that decrypts to noise)
+        self.key_id = key_id if key_id is not None else (secrets.token_hex(8) if _files is None else None)
         if _files is None:
             check_rotation_direction(self.backend)
         for p in plans:
@@ -116,7 +121,11 @@ class Context:
     # ------------------------------------------------------------------ data
     def encrypt(self, array, layout: Layout | None = None) -> "CipherTensor":
         """Encrypt ``array`` in ``layout`` (default: compact row-major, tiled if it does not fit)."""
-        a = np.asarray(array, dtype=np.float64)
+        a = np.asarray(array)
+        if a.dtype.kind not in "biuf":
+            raise FheError(f"encrypt takes real numbers, not {a.dtype}"
+                           + (" (CKKS slots hold reals here: encrypt .real and .imag apart)" if a.dtype.kind == "c" else ""))
+        a = a.astype(np.float64)
         if layout is None:
             layout = Layout.row_major(a.shape, self.slots)
         if layout.slots != self.slots:
@@ -129,6 +138,8 @@ class Context:
             raise FheError(f"decrypt expects a CipherTensor, not {type(x).__name__}")
         if self.is_public:
             raise FheError("this context holds no secret key (a server context): it cannot decrypt")
+        if not _same_keys(x.ctx, self):
+            raise FheError("this tensor was encrypted under another context's keys: decrypt it with that context")
         return x.layout.unpack(np.stack([self.backend.decrypt(c) for c in x.cts]))
 
     # ------------------------------------------------------------------ compute
@@ -141,8 +152,9 @@ class Context:
     def einsum(self, expr: str, *operands, **options):
         """Encrypted ``numpy.einsum``: CipherTensor operands, plain numpy arrays as plaintext weights."""
         for x in operands:
-            if isinstance(x, CipherTensor) and x.ctx is not self and not _compatible(x.ctx, self):
-                raise FheError("operands belong to different contexts")
+            if isinstance(x, CipherTensor) and not _same_keys(x.ctx, self):
+                raise FheError("operands were encrypted under different contexts' keys (each Context makes its "
+                               "own; share one, or its public() copy, between the operands)")
         p = self.plan(expr, *operands, **options)
         if not any(k == "ct" for k in p.kinds):
             return np.einsum(expr, *[np.asarray(o, dtype=np.float64) for o in operands])
@@ -159,7 +171,8 @@ class Context:
         """Write the context to one file (atomically).  ``secret=False`` writes the public part only
         (parameters, public, relinearization and rotation keys): what a server gets."""
         meta = {"format": FORMAT, "backend": self.backend_name, "poly_modulus_degree": self.poly_modulus_degree,
-                "depth": self.depth, "scale_bits": self.scale_bits, "security": self.security, "secret": bool(secret and not self.is_public)}
+                "depth": self.depth, "scale_bits": self.scale_bits, "security": self.security,
+                "secret": bool(secret and not self.is_public), "key_id": self.key_id}
         files = {"meta.json": json.dumps(meta).encode()}
         files.update({f"backend/{k}": v for k, v in self.backend.export(secret).items()})
         _write_zip(path, files)
@@ -168,7 +181,7 @@ class Context:
         """A server-side copy of this context without the secret key."""
         buf = {f"backend/{k}": v for k, v in self.backend.export(False).items()}
         return Context._from_files(self.backend_name, self.poly_modulus_degree, self.depth, self.scale_bits, buf,
-                                   self.security)
+                                   self.security, self.key_id)
 
     @classmethod
     def load(cls, path) -> "Context":
@@ -177,12 +190,12 @@ class Context:
         if meta.get("format") != FORMAT:
             raise FheError(f"{path}: not an einc FHE context file")
         return cls._from_files(meta["backend"], meta["poly_modulus_degree"], meta["depth"], meta["scale_bits"], files,
-                               meta.get("security", 128))
+                               meta.get("security", 128), meta.get("key_id"))
 
     @classmethod
-    def _from_files(cls, backend, n, depth, scale_bits, files, security=128):
+    def _from_files(cls, backend, n, depth, scale_bits, files, security=128, key_id=None):
         sub = {k[len("backend/"):]: v for k, v in files.items() if k.startswith("backend/")}
-        return cls(backend, n, depth, scale_bits, security=security, _files=sub)
+        return cls(backend, n, depth, scale_bits, security=security, _files=sub, key_id=key_id)
 
     def load_tensor(self, path) -> "CipherTensor":
         files = _read_zip(path)
@@ -191,6 +204,8 @@ class Context:
             raise FheError(f"{path}: not an einc encrypted tensor file")
         if meta["backend"] != self.backend_name or meta["poly_modulus_degree"] != self.poly_modulus_degree:
             raise FheError(f"{path}: tensor was made for {meta['backend']} N={meta['poly_modulus_degree']}")
+        if None not in (meta.get("key_id"), self.key_id) and meta["key_id"] != self.key_id:
+            raise FheError(f"{path}: the tensor was encrypted under another context's keys")
         layout = Layout.from_json(meta["layout"])
         cts = [self.backend.ct_from_bytes(files[f"ct{k}"]) for k in range(layout.ntiles)]
         return CipherTensor(self, layout, cts, int(meta["level"]), int(meta["junk"]))
@@ -200,8 +215,15 @@ class Context:
                 f"depth={self.depth}, rotation_keys={len(self.rotation_keys)}, public={self.is_public})")
 
 
-def _compatible(a: Context, b: Context) -> bool:
-    return (a.backend_name, a.poly_modulus_degree, a.depth) == (b.backend_name, b.poly_modulus_degree, b.depth)
+def _same_keys(a: Context, b: Context) -> bool:
+    """Whether ciphertexts of ``a`` can meet those of ``b``: the same context, or copies of one (a
+    public() copy, a saved and loaded one).  Files written before key ids existed match on parameters."""
+    if a is b:
+        return True
+    same_params = (a.backend_name, a.poly_modulus_degree, a.depth) == (b.backend_name, b.poly_modulus_degree, b.depth)
+    if a.key_id is None or b.key_id is None:
+        return same_params
+    return same_params and a.key_id == b.key_id
 
 
 @dataclass
@@ -227,7 +249,7 @@ class CipherTensor:
 
     def save(self, path) -> None:
         """Write the ciphertexts and layout to one file (atomically)."""
-        meta = {"format": FORMAT, "kind": "tensor", "backend": self.ctx.backend_name,
+        meta = {"format": FORMAT, "kind": "tensor", "backend": self.ctx.backend_name, "key_id": self.ctx.key_id,
                 "poly_modulus_degree": self.ctx.poly_modulus_degree, "layout": self.layout.to_json(),
                 "level": self.level, "junk": self.junk}
         files = {"meta.json": json.dumps(meta).encode()}

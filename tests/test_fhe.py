@@ -239,6 +239,31 @@ def test_client_server_roundtrip(tmp_path):
     np.testing.assert_allclose(client.decrypt(client.load_tensor(tmp_path / "y.ct")), w @ v, atol=1e-9)
 
 
+def test_ciphertexts_of_separately_made_contexts_never_mix(tmp_path):
+    """Two contexts with the same parameters hold different keys: mixing them used to decrypt to
+    noise without a word.  Copies of one context (public(), saved and loaded) still mix."""
+    a, b = np.arange(16.0).reshape(4, 4), np.eye(4)
+    c1, c2 = (fhe.Context("sim", SMALL, depth=2, security=None) for _ in range(2))
+    with pytest.raises(FheError, match="different contexts' keys"):
+        fhe.einsum("ij,jk->ik", c1.encrypt(a), c2.encrypt(b))
+    with pytest.raises(FheError, match="another context's keys"):
+        c2.decrypt(c1.encrypt(a))
+    c1.encrypt(a).save(tmp_path / "a.ct")
+    with pytest.raises(FheError, match="another context's keys"):
+        c2.load_tensor(tmp_path / "a.ct")
+    c1.save(tmp_path / "c1.ctx", secret=True)
+    again = fhe.Context.load(tmp_path / "c1.ctx")
+    y = fhe.einsum("ij,jk->ik", c1.encrypt(a), c1.public().encrypt(b))
+    np.testing.assert_allclose(again.decrypt(y), a @ b, atol=1e-9)
+    np.testing.assert_allclose(again.decrypt(again.load_tensor(tmp_path / "a.ct")), a, atol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [np.arange(4) + 1j, np.array(["a", "b"])])
+def test_encrypt_refuses_what_is_not_real(bad):
+    with pytest.raises(FheError, match="real numbers"):
+        fhe.Context("sim", SMALL, depth=1, security=None).encrypt(bad)
+
+
 def test_bad_files_raise(tmp_path):
     (tmp_path / "junk").write_bytes(b"not a zip")
     with pytest.raises(FheError, match="cannot read"):
