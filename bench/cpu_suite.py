@@ -31,6 +31,7 @@ THREADS = C.threads_from_argv(sys.argv)
 _LATE = C.pin_threads(THREADS)  # before numpy / torch / tvm
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -254,7 +255,8 @@ def print_table(rows, summary, use_json: bool, extra: dict | None = None) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench/cpu_suite.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=os.environ.get("EINC_PROG", "bench/cpu_suite.py"),
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("expr", nargs="?", help="one einsum to benchmark instead of the suite (with --shapes)")
     ap.add_argument("--shapes", help="operand shapes for EXPR, e.g. 512x512,512x512")
     ap.add_argument("--dtype", default="float32")
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_case(name, c["expr"], c["shapes"], c.get("dtype", args.dtype), peers=peers,
                                    min_time=args.min_time, repeat=args.repeat))
     except EincError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
         return 2
     ratios = [r["ratio"] for r in rows if r.get("ratio")]
     summary = {"geomean_ratio": C.geomean(ratios),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -178,7 +179,7 @@ def render(rows) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=os.environ.get("EINC_PROG"), description=__doc__.split("\n\n")[0])
     ap.add_argument("expr", nargs="?", metavar="EXPR", help="one einsum to time (with --shapes) instead of the suite")
     ap.add_argument("--shapes", help="operand shapes for EXPR, e.g. 512x512,512x512")
     ap.add_argument("--dtype", default="float32", help="operand dtype for EXPR (suite cases carry their own)")

@@ -374,7 +374,7 @@ def _prepare(subscripts, opt, shapes, dtypes, dt, casting, out_sig, pipeline, ta
     for k, d in enumerate(dtypes):
         if not np.can_cast(d, np_dtype(rd), casting):
             raise EincTypeError(f"operand {k} of dtype {d} cannot be cast to {rd} under casting={casting!r}; "
-                                "pass casting='same_kind' or 'unsafe' to allow it")
+                                f"{_casting_hint((d, np_dtype(rd)))}")
     if out_sig is not None:
         _check_out(out_sig, parsed.output_shape, rd, casting, broadcast=opt is not False)
     plan = _plan_cached(text, shapes, tuple(dtype_name(d) for d in dtypes), rd, _hashable(opt), pipeline)
@@ -450,6 +450,14 @@ def _returns_scalar(plan: Plan) -> bool:
     return True
 
 
+def _casting_hint(*pairs) -> str:
+    """The least permissive casting rule that allows every ``(src, dst)`` cast, as advice."""
+    for rule in ("equiv", "safe", "same_kind", "unsafe"):
+        if all(np.can_cast(src, dst, rule) for src, dst in pairs):
+            return f"pass casting={rule!r} (or a looser rule) to allow it"
+    return "no casting rule allows it"
+
+
 def _check_out(out_sig, shape, rd: str, casting: str, broadcast: bool) -> None:
     out_shape, out_dtype = out_sig
     if broadcast:
@@ -464,8 +472,8 @@ def _check_out(out_sig, shape, rd: str, casting: str, broadcast: bool) -> None:
     for src, dst in ((np_dtype(rd), out_dtype), (out_dtype, np_dtype(rd))):
         if not np.can_cast(src, dst, casting):
             raise EincTypeError(f"out= of dtype {out_dtype} cannot be written and read as the computation dtype {rd} "
-                                f"under casting={casting!r} ({src} -> {dst}); pass casting='same_kind' or "
-                                "'unsafe' to allow it")
+                                f"under casting={casting!r} ({src} -> {dst}); "
+                                f"{_casting_hint((np_dtype(rd), out_dtype), (out_dtype, np_dtype(rd)))}")
 
 
 def _with_order(res: np.ndarray, order: str, arrays) -> np.ndarray:

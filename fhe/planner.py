@@ -473,6 +473,8 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
     if slots <= 0 or slots & (slots - 1):
         raise FheError(f"slot count {slots} is not a power of two")
     plaintext = frozenset(int(p) for p in plaintext)
+    if any(not 0 <= p < n for p in plaintext):
+        raise FheError(f"plaintext operand indices {sorted(plaintext)}: {expr!r} has operands 0 to {n - 1}")
     layouts = list(layouts) if layouts is not None else [None] * n
     levels_given = levels is not None
     levels = list(levels) if levels is not None else [0] * n

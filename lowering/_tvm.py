@@ -32,6 +32,12 @@ def make_target(spec) -> "tvm.target.Target":
     return tvm.target.Target(spec)
 
 
+def llvm_cpus(mtriple: str | None = None) -> list[str]:
+    """The CPU names LLVM knows for ``mtriple`` (default: the host's)."""
+    spec = {"kind": "llvm", **({"mtriple": mtriple} if mtriple else {})}
+    return list(tvm.target.codegen.llvm_get_cpu_archlist(tvm.target.Target(spec)))
+
+
 def has_feature(feature: str, target) -> bool:
     try:
         return bool(tvm.target.codegen.llvm_cpu_has_features(feature, target))

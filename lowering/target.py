@@ -24,6 +24,10 @@ def host_spec() -> dict:
     return {"kind": "llvm", "mcpu": cpu_name(), "num-cores": host_cores()}
 
 
+#: TVM target kinds einc does not compile for
+_OTHER_KINDS = ("rocm", "vulkan", "opencl", "metal", "webgpu", "hexagon", "c", "ext_dev", "hybrid")
+
+
 def resolve(target=None) -> str:
     """The canonical JSON string of a target (what ``Built.target`` and the cache key use)."""
     from einc.errors import Unsupported
@@ -45,16 +49,42 @@ def resolve(target=None) -> str:
     if _is_cuda(spec):
         spec = cuda_spec(spec)
     # --- end cuda ---
+    if isinstance(spec, str) and spec.split()[0].lower() in _OTHER_KINDS:
+        spec = {"kind": spec.split()[0].lower()}  # refused below, before TVM logs about it
     if isinstance(spec, dict):
-        if spec.get("kind") == "llvm":
+        kind = spec.get("kind")
+        if kind not in ("llvm", "cuda"):  # (before TVM: its ROCm/Vulkan kinds log warnings when made)
+            raise Unsupported(f"target {target!r}: einc compiles for 'llvm' (CPU) and 'cuda' targets, not {kind!r}")
+        if kind == "llvm":
             if spec.get("mcpu") in (None, "native"):
                 spec["mcpu"] = host_spec()["mcpu"]
+            else:
+                _check_cpu(str(spec["mcpu"]), spec.get("mtriple"), target)
             spec.setdefault("num-cores", host_cores())
     try:
         t = make_target(spec)
     except Exception as e:  # noqa: BLE001 - TVM raises ValueError/RuntimeError/...
         raise Unsupported(f"unknown target {target!r}: {str(e).strip().splitlines()[-1]}") from None
     return json.dumps(_target_dict(t), sort_keys=True)
+
+
+def _check_cpu(mcpu: str, mtriple, target) -> None:
+    """An ``mcpu`` LLVM does not know is an error here (TVM logs one error per kernel and builds for a
+    generic CPU)."""
+    import difflib
+
+    from einc.errors import Unsupported
+
+    from ._tvm import llvm_cpus
+
+    try:
+        known = llvm_cpus(mtriple)
+    except Exception:  # noqa: BLE001 - an mtriple LLVM lacks: TVM's own error follows
+        return
+    if known and mcpu not in known:
+        near = difflib.get_close_matches(mcpu, known, n=4)
+        raise Unsupported(f"target {target!r}: LLVM knows no CPU {mcpu!r}"
+                          + (f" (did you mean {', '.join(map(repr, near))}?)" if near else ""))
 
 
 def _target_dict(t) -> dict:

@@ -419,6 +419,13 @@ def test_target_detection():
     assert json.loads(T.resolve({"kind": "llvm"}))["mcpu"] == t["mcpu"]
     with pytest.raises(Unsupported):
         T.resolve("llvm -mcpu=skylake")
+    assert json.loads(T.resolve({"kind": "llvm", "mcpu": "skylake-avx512"}))["mcpu"] == "skylake-avx512"
+    # an mcpu LLVM does not know: an error naming close ones (TVM logged and built for a generic CPU)
+    with pytest.raises(Unsupported, match="no CPU 'znver'.*'znver3'"):
+        T.resolve({"kind": "llvm", "mcpu": "znver"})
+    for other in ("rocm", '{"kind": "vulkan"}', {"kind": "opencl"}):
+        with pytest.raises(Unsupported, match="'llvm' \\(CPU\\) and 'cuda'"):
+            T.resolve(other)
 
 
 @pytest.mark.parametrize("subs,shapes,pack_b,pack_a", [

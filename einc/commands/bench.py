@@ -113,4 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     argv = suite_argv(args)
     module = "einc.bench.gpu_suite" if _is_cuda(args.target) else "einc.bench.cpu_suite"
-    return subprocess.call([sys.executable, "-m", module, *argv])
+    import os
+
+    # the suite's usage and error lines name the command the user typed
+    return subprocess.call([sys.executable, "-m", module, *argv], env={**os.environ, "EINC_PROG": "einc bench"})

@@ -24,7 +24,8 @@ def add_program_arguments(p: argparse.ArgumentParser, *, shapes_required: bool =
     p.add_argument("--dtype", default="float32", metavar="DTYPE",
                    help="operand dtype for EXPR: one for all, or one per operand comma-separated (default float32)")
     p.add_argument("--target", default="llvm", metavar="TARGET",
-                   help="'llvm' (the host CPU, default), a TVM target as JSON, or 'interp' (numpy)")
+                   help="'llvm' (the host CPU, default), 'cuda' (an NVIDIA GPU; compiles without one), a TVM "
+                        "target as JSON, or 'interp' (numpy)")
     p.add_argument("--pipeline", metavar="PASSES", default=None,
                    help="IR pass pipeline (default: einc.ir.passes.DEFAULT); 'none' runs no pass")
     p.add_argument("--no-cache", action="store_true", help="build afresh, bypassing the kernel cache")
