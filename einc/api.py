@@ -350,12 +350,12 @@ def _prepare(subscripts, opt, shapes, dtypes, dt, casting, out_sig, pipeline, ta
     opt = _unhash(opt)
     text = subscripts.replace(" ", "") if opt is not False else subscripts
     parsed = parse_subscripts(text, shapes, sum_ellipsis=opt is not False)
+    if len(shapes) == 1 and out_sig is None and set(parsed.inputs[0]) == set(parsed.output):
+        return _Prepared(text, parsed, True, None, True)  # a view, of any dtype (strings too, as numpy)
     for k, d in enumerate(dtypes):
         if d.kind in "USVMm" and not _in_ir(d):  # bfloat16 (ml_dtypes, kind 'V') is in the IR: accepted
             raise EincTypeError(f"invalid data type for einsum: operand {k} has dtype {d} "
                                 "(einsum needs numbers or booleans)")
-    if len(shapes) == 1 and out_sig is None and set(parsed.inputs[0]) == set(parsed.output):
-        return _Prepared(text, parsed, True, None, True)
 
     in_ir = all(_in_ir(d) for d in dtypes) and (dt is None or _in_ir(dt)) and (out_sig is None or _in_ir(out_sig[1]))
     if not in_ir:

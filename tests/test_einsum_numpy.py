@@ -550,3 +550,17 @@ def test_compiled_cpu_target_matches_numpy():
         got = einc.einsum(text, *ops, optimize=opt, target="llvm")
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("subs", ["ij->ji", "ii->i", "ij"])
+def test_views_of_any_dtype_and_sums_of_strings_match_numpy(subs):
+    """numpy returns a view for a pure permutation or diagonal whatever the dtype (strings too); a
+    sum over strings is an error on both sides."""
+    s = np.array([["a", "b"], ["c", "d"]])
+    got = einc.einsum(subs, s)
+    want = np.einsum(subs, s)
+    np.testing.assert_array_equal(got, want)
+    assert np.shares_memory(got, s)
+    _, werr = outcome(np.einsum, "ij->i", s)
+    _, gerr = outcome(einc.einsum, "ij->i", s)
+    assert werr is not None and gerr is not None and same_family(werr, gerr)

@@ -419,3 +419,13 @@ def test_fail_on_einc_counts_only_findings_on_einc_own_compile_path(tmp_path):
     assert _on_einc_path({"path": str(plain)}) is True
     assert _on_einc_path({"path": str(fuzzed)}) is False
     assert _on_einc_path({"path": str(tmp_path / "missing")}) is True  # nothing to tell: it counts
+
+
+def test_a_spent_campaign_says_why_nothing_runs(tmp_path, capsys):
+    from einc.commands.fuzz import _say_if_spent
+
+    (tmp_path / "state.json").write_text(json.dumps({"elapsed_s": 25.0}))
+    _say_if_spent(tmp_path, 5.0)
+    assert "already ran 25s of its 5s budget" in capsys.readouterr().err
+    _say_if_spent(tmp_path, 60.0)  # budget left: the campaign goes on, nothing to say
+    assert capsys.readouterr().err == ""

@@ -64,20 +64,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay", metavar="DIR", help="re-run every regression folder under DIR and print the outcomes")
 
 
+def _say_if_spent(out, budget: float) -> None:
+    """A campaign in ``out`` resumes, and ``--time`` is its total budget: say so when nothing is left."""
+    import json
+    import sys
+
+    try:
+        prev = float(json.loads((out / "state.json").read_text())["elapsed_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if prev >= budget:
+        print(f"einc fuzz: {out} holds a campaign that already ran {prev:.0f}s of its {budget:.0f}s budget, so "
+              "nothing runs: a longer --time goes on from there, --fresh starts over", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     if args.replay:
         return _replay(Path(args.replay))
     budget = parse_duration(args.time)
-    if args.jobs < 1:
-        from einc.errors import ParseError
-
-        raise ParseError(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out)
     if args.fresh and out.exists():
         for name in ("state.json", "coverage.json"):
             (out / name).unlink(missing_ok=True)
+    _say_if_spent(out, budget)
     from einc.fuzz.campaign import Campaign
 
     share = getattr(args, "cuda_emu_share", None)
