@@ -85,6 +85,17 @@ def test_pipeline_errors_point_at_the_problem(text, col, what):
     assert isinstance(ei.value, ValueError)
 
 
+def test_a_path_that_parses_but_cannot_apply_points_at_its_pass():
+    from einc.errors import PathError
+
+    prog = single_einsum("ij,jk,kl->il", [TensorType((2, 3), "float32"), TensorType((3, 4), "float32"),
+                                            TensorType((4, 5), "float32")])
+    with pytest.raises(PathError, match="out of range") as ei:
+        run_pipeline(prog, "canonicalize, decompose{path=0-5}")
+    assert ei.value.column == 15 and "^" * len("decompose{path=0-5}") in str(ei.value)
+    assert run_pipeline(prog, "none") == prog
+
+
 @pytest.mark.parametrize("text", [
     DEFAULT,
     "canonicalize,decompose{path=optimal,memory-limit=4096}",

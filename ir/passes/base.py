@@ -26,7 +26,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal, Sequence
 
-from einc.errors import PipelineError, Span, VerifyError
+from einc.errors import PathError, PipelineError, Span, VerifyError
 
 from ..nodes import Program
 
@@ -203,9 +203,14 @@ def parse_pipeline(text: str) -> tuple[Pass, ...]:
     ``"none"`` is the empty pipeline.  Errors (unknown pass or option, a value of the wrong type, a
     missing brace) are PipelineErrors with a caret under the offending part of ``text``.
     """
+    return tuple(p for p, _ in _parse_spans(text))
+
+
+def _parse_spans(text: str) -> list[tuple[Pass, Span]]:
+    """``parse_pipeline``, each pass with the span of its text (for errors raised when it runs)."""
     if text.strip().lower() == "none":  # the empty pipeline, by name (as the command line spells it)
-        return ()
-    passes: list[Pass] = []
+        return []
+    passes: list[tuple[Pass, Span]] = []
     i, n = 0, len(text)
 
     def skip_ws(j):
@@ -225,7 +230,7 @@ def parse_pipeline(text: str) -> tuple[Pass, ...]:
 
     i = skip_ws(i)
     if i == n:
-        return ()
+        return []
     while True:
         pname, ps, pe = word(i, "a pass name")
         try:
@@ -270,7 +275,7 @@ def parse_pipeline(text: str) -> tuple[Pass, ...]:
                     raise PipelineError(f"unclosed '{{' of pass {pname!r}: expected ',' or '}}'",
                                         _span(text, open_at, open_at + 1) if i >= n else _span(text, i, i + 1))
         try:
-            passes.append(cls(**kwargs))
+            passes.append((cls(**kwargs), _span(text, ps, i)))
         except (TypeError, ValueError) as e:
             raise PipelineError(f"pass {pname!r}: {e}", _span(text, ps, i)) from None
         i = skip_ws(i)
@@ -279,7 +284,7 @@ def parse_pipeline(text: str) -> tuple[Pass, ...]:
         if text[i] != ",":
             raise PipelineError(f"expected ',' between passes, found {text[i]!r}", _span(text, i, i + 1))
         i += 1
-    return tuple(passes)
+    return passes
 
 
 def format_pass(p: Pass) -> str:
@@ -315,11 +320,16 @@ def run_pipeline(prog: Program, pipeline: str | Sequence[Pass], *, verify: bool 
     program after every pass (a failure names the pass); ``print_between(pass, prog)`` sees each result."""
     from ..verify import verify as verify_program
 
-    passes = as_passes(pipeline)
+    spans = _parse_spans(pipeline) if isinstance(pipeline, str) else [(p, None) for p in as_passes(pipeline)]
     if verify:
         verify_program(prog)
-    for p in passes:
-        prog = p.apply(prog)
+    for p, span in spans:
+        try:
+            prog = p.apply(prog)
+        except (PathError, PipelineError) as e:  # an option that parsed but cannot apply (a path step out of range)
+            if span is None or e.span is not None:
+                raise
+            raise type(e)(f"pass {format_pass(p)!r}: {e.message}", span) from None
         if verify:
             try:
                 verify_program(prog)
