@@ -31,8 +31,7 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[str]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     except OSError as e:
         above = next((p for p in path.parents if p.exists()), None)
-        why = f"{above} is not a directory" if above is not None and not above.is_dir() else e.strerror or e
-        raise WriteError(f"cannot write {path}: {why}") from None
+        raise _cannot_write(path, e, f"{above} is not a directory" if above and not above.is_dir() else None) from None
     os.close(fd)
     try:
         yield tmp
@@ -40,7 +39,7 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[str]:
             os.chmod(tmp, mode)
             os.replace(tmp, path)
         except OSError as e:
-            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+            raise _cannot_write(path, e) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -58,4 +57,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:  # disk full, quota
-            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+            raise _cannot_write(path, e) from None
+
+
+def _cannot_write(path, e: OSError, why: str | None = None) -> WriteError:
+    return WriteError(f"cannot write {path}: {why or e.strerror or e}")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from einc.errors import EincError, EincTypeError, ShapeMismatch, Unsupported
+from einc.errors import EincError, EincTypeError, ShapeMismatch, Unsupported, WriteError
 from einc.fileio import atomic_path, atomic_write
 from einc.ir.jsonform import program_from_json, program_to_json
 from einc.ir.nodes import Einsum, Program
@@ -384,26 +384,20 @@ class Kernel:
             try:
                 with atomic_path(path) as tmp:
                     self._rt.export_library(tmp)
-            except OSError:
+            except WriteError:
                 raise
             except Exception as e:  # noqa: BLE001
                 from einc.errors import CompileError
 
                 raise CompileError(f"export to {path} failed: {type(e).__name__}: {str(e).strip()[:300]}") from e
         if not self.interpreted:
+            import hashlib
+
             with open(path, "rb") as f:
-                meta.update(library_bytes=os.fstat(f.fileno()).st_size, library_sha256=_sha256(f))
+                data = f.read()
+            meta.update(library_bytes=len(data), library_sha256=hashlib.sha256(data).hexdigest())
         atomic_write(path + SIDECAR_SUFFIX, json.dumps(meta, indent=1))
         return path
-
-
-def _sha256(f) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_library(path: str, data: bytes, meta: dict) -> None:
