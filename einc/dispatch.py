@@ -51,6 +51,7 @@ import numpy as np
 
 from einc.ir import Program
 from einc.ir.nodes import Einsum
+from einc.kernel import aligned_empty
 
 INTERP_TARGETS = ("interp", "numpy")
 #: dtypes the TVM lowering cannot represent (``lowering.lower.UNSUPPORTED_DTYPES``, repeated here so
@@ -216,11 +217,11 @@ class FastCall:
             if type(a) is not np.ndarray or a.dtype != dt or a.shape != shape or not a.flags.writeable:
                 return self._slow(arrays)  # (read-only arrays: DLPack refuses them, the Kernel aliases them)
             if not a.flags.c_contiguous or a.__array_interface__["data"][0] % 64:
-                b = _aligned_empty(shape, dt)
+                b = aligned_empty(shape, dt)
                 b[...] = a
                 a = b
             args.append(a.view(np.uint16) if bf else a)
-        res = [_aligned_empty(shape, dt) for shape, dt, _ in self.outs]
+        res = [aligned_empty(shape, dt) for shape, dt, _ in self.outs]
         for r, (_, _, bf) in zip(res, self.outs):
             args.append(r.view(np.uint16) if bf else r)
         fn(*args)
@@ -229,13 +230,6 @@ class FastCall:
     def _slow(self, arrays):
         res = self.kernel(*arrays)
         return list(res) if isinstance(res, tuple) else [res]
-
-
-def _aligned_empty(shape, dt: np.dtype) -> np.ndarray:
-    n = math.prod(shape) * dt.itemsize
-    raw = np.empty(n + 64, np.uint8)
-    off = -raw.__array_interface__["data"][0] % 64
-    return raw[off:off + n].view(dt).reshape(shape)
 
 
 # ------------------------------------------------------------------------------------------------
