@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import sys
 
@@ -82,13 +81,11 @@ positive_int = _number(int, 1, "a whole number >= 1")
 count = _number(int, 0, "a whole number >= 0")
 positive_seconds = _number(float, 1e-9, "a number of seconds > 0")
 
-#: einc indexes tensors with 64-bit integers: no tensor may hold 2^63 elements or more
-MAX_ELEMENTS = 2**63 - 1
-
 
 def parse_shapes(text: str) -> list[tuple[int, ...]]:
     """``8x64x32,8x32`` -> [(8, 64, 32), (8, 32)]; ``''`` or ``()`` for a 0-d operand."""
     from einc.errors import ParseError, Span
+    from einc.ir.types import too_many_elements
 
     shapes, pos = [], 0
     for part in text.split(","):
@@ -102,9 +99,9 @@ def parse_shapes(text: str) -> list[tuple[int, ...]]:
                 raise ParseError(f"bad shape {dims!r}: write sizes like 8x64x32", Span.at(text, pos, len(part), "--shapes")) from None
             if any(d < 0 for d in shapes[-1]):
                 raise ParseError(f"negative size in shape {dims!r}", Span.at(text, pos, len(part), "--shapes"))
-            if math.prod(shapes[-1]) > MAX_ELEMENTS:
-                raise ParseError(f"shape {dims!r} has {math.prod(shapes[-1]):.3g} elements; einc indexes "
-                                 "with 64-bit integers (fewer than 2^63)", Span.at(text, pos, len(part), "--shapes"))
+            why = too_many_elements(shapes[-1])
+            if why:
+                raise ParseError(f"shape {dims!r} has {why}", Span.at(text, pos, len(part), "--shapes"))
         pos += len(part) + 1
     return shapes
 

@@ -1,9 +1,18 @@
 """Tensor types: a shape and a dtype.  Dtypes are numpy names; bfloat16 comes from ml_dtypes."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+def too_many_elements(shape) -> str | None:
+    """Why a tensor of ``shape`` cannot exist in einc (kernels index with 64-bit integers), or None."""
+    n = math.prod(shape)
+    if n >= 2**63:
+        return f"{n:.3g} elements; einc indexes with 64-bit integers (fewer than 2^63)"
+    return None
+
 
 DTYPES: tuple[str, ...] = (
     "bool",

@@ -1,13 +1,12 @@
 """The IR verifier: run between passes.  Raises VerifyError naming the op and the broken rule."""
 from __future__ import annotations
 
-import math
 import re
 
 from einc.errors import VerifyError
 
 from .nodes import LABELS, Cast, Einsum, Program, einsum_sizes
-from .types import DTYPES, result_dtype
+from .types import DTYPES, result_dtype, too_many_elements
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -54,9 +53,9 @@ def _check_type(t, where):
         raise VerifyError(f"{where}: unknown dtype {t.dtype!r}")
     if any(s < 0 for s in t.shape):
         raise VerifyError(f"{where}: negative size in shape {t.shape}")
-    if math.prod(t.shape) >= 2**63:
-        raise VerifyError(f"{where}: shape {t.shape} has {math.prod(t.shape):.3g} elements; einc indexes "
-                          "with 64-bit integers (fewer than 2^63)")
+    why = too_many_elements(t.shape)
+    if why:
+        raise VerifyError(f"{where}: shape {t.shape} has {why}")
 
 
 def _verify_einsum(op: Einsum, types, where):
