@@ -12,6 +12,7 @@ threads.configure()  # before any kernel runs: TVM sizes a thread's pool once, a
 import tvm  # noqa: E402,F401  (the only `import tvm` in einc)
 import tvm_ffi  # noqa: F401
 from tvm import s_tir, te, tirx  # noqa: F401
+from tvm.s_tir.analysis import get_sblock_read_write_region  # noqa: F401
 from tvm.runtime import Executable  # noqa: F401
 
 VERSION: str = tvm.__version__

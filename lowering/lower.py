@@ -302,7 +302,7 @@ def _einsum_compute(op: Einsum, tensors, types, name: str, step: StepInfo, gemm=
     pad = {}
     if gemm is not None:
         for lab, r in ((gemm.n, gemm.nr), (gemm.m, gemm.mr)):
-            if lab is not None and sizes[lab] % r:
+            if lab is not None and sizes[lab] % r and not (lab == gemm.m and gemm.m_tail):
                 pad[lab] = -(-sizes[lab] // r) * r
     padded_in = {}  # operand index -> its padded copy (GPU tensor cores, ``tc_layout.padding``)
     if gpu:

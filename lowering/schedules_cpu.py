@@ -76,6 +76,7 @@ class GemmPlan:
     pack: bool  # pack B into panels [.., n/NR, k.., NR]
     ku: int  # split of the innermost reduce loop
     pack_a: bool = False  # pack A into panels [.., m/MR, k.., MR]
+    m_tail: bool = False  # the last M % MR rows: a loop partitioned off the MR-row tiles, not padding
 
 
 def lanes_for(dtype: str, vbits: int) -> int:
@@ -84,7 +85,7 @@ def lanes_for(dtype: str, vbits: int) -> int:
 
 def plan_einsum(op: Einsum, types, vbits: int) -> GemmPlan | None:
     """A ``GemmPlan`` when ``op`` is GEMM-like, else None."""
-    from .lower import compute_dtype
+    from .lower import compute_dtype, storage_dtype
 
     if len(op.operands) != 2 or not op.output:
         return None
@@ -128,6 +129,17 @@ def plan_einsum(op: Einsum, types, vbits: int) -> GemmPlan | None:
     # padded, 512^3 (to 516) 1.55 -> 1.73 ms, attn_out (128 to 132) 3.0 -> 3.4
     mr_pref = (8, 4, 6) if vbits >= 512 else (6, 4)
     mr = next((r for r in mr_pref if M % r == 0), 4 if M >= 16 else min(M, 4))
+    # AVX2 where 6 does not divide M (every power of two): 6-row tiles over the first M - M % 6 rows,
+    # the last few rows a loop of their own (``_gemm`` partitions m, outermost), when nothing else
+    # pads or converts the accumulator (its copy-out would then have two producers) and B is the
+    # same for every batch (a batched B is streamed again by the tail's pass over all batches:
+    # attn_scores 1.34 -> 1.57 ms).  2 threads, interleaved, 4 rows -> 6 + tail: ik,kj->ij 1024^3
+    # 11.9 -> 11.4 ms, 512^3 1.57 -> 1.48, 1021x1024x1024 (was padded to 1024) 11.8 -> 11.2
+    tail = (vbits < 512 and M % 6 != 0 and M >= 96 and N % (2 * lanes) == 0
+            and compute_dtype(op.type.dtype) == storage_dtype(op.type.dtype)
+            and all(c == m or c not in op.inputs[b] for c in op.output[:-1]))
+    if tail:
+        mr = 6
     k_in_b = [c for c in red if c in op.inputs[b]]
     K = _prod(sizes[c] for c in k_in_b)
     # pack when n is not the contiguous axis of B (vector loads need it), or when the panel is re-read
@@ -148,7 +160,7 @@ def plan_einsum(op: Einsum, types, vbits: int) -> GemmPlan | None:
     # elements of A per k, one cache line per k at a power-of-two stride, every line in the same
     # L1 set: 1024^3 37 ms in place, 13 ms packed
     pack_a = mr > 1 and op.inputs[a][-1] not in red and M >= 2 * mr and K >= 16
-    return GemmPlan(b, n, m, mr, nr, pack, ku, pack_a)
+    return GemmPlan(b, n, m, mr, nr, pack, ku, pack_a, tail)
 
 
 def plan_steps(prog: Program, target_json: str) -> dict[int, GemmPlan]:
@@ -336,16 +348,70 @@ def _par(sch, loop):
 # -- gemm -----------------------------------------------------------------------------------------
 
 
+def _partition(sch, name, loop, at: int):
+    """Partition the outermost loop of block ``name`` into ``[0, at)`` and the rest; returns the two
+    blocks.  TVM's ``loop_partition`` gives each part's block the whole part as its read/write
+    regions (``C[0:96, 0:64]``, not ``C[v_i, v_j]``), so a later ``cache_write`` would buffer and
+    copy a whole part per tile: the regions are inferred again from each block's body."""
+    from ._tvm import get_sblock_read_write_region, s_tir
+
+    var = sch.get(loop).loop_var.name
+    sch.loop_partition(loop, [at, None])
+    blocks = []
+    for i in (0, 1):
+        rv = sch.get_sblock(f"{name}_{var}{i}")
+        b = sch.get(rv)
+        tensors = {r.source: r.source for r in [*b.reads, *b.writes]}
+        reads, writes = get_sblock_read_write_region(b, tensors)
+        exact = s_tir.SBlock(b.iter_vars, reads, writes, b.name_hint, b.body, b.init, b.alloc_buffers,
+                             b.match_buffers, b.annotations)
+        sch.state.replace(sch.get_sref(rv), exact, {b: exact})
+        blocks.append(rv)
+    return blocks
+
+
 def _gemm(sch, name, st, vbits):
     from .lower import storage_dtype
 
     g = st.gemm
     blk = sch.get_sblock(name)
     lp, _ = _loops_by_label(sch, blk, st)
-    sizes = st.sizes
     lanes = lanes_for(st.acc_dtype, vbits)
+    M = st.sizes[g.m] if g.m is not None else 1
+    tiles = [(blk, lp, False)]
+    if g.m_tail and M % g.mr:
+        order = [g.m] + [c for c in st.out_labels + st.red_labels if c != g.m]
+        sch.reorder(*[lp[c] for c in order])  # m outermost, so that its partition splits the whole nest
+        parts = _partition(sch, name, lp[g.m], M - M % g.mr)
+        tiles = [(b, dict(zip(order, sch.get_loops(b))), i == 1) for i, b in enumerate(parts)]
+    for b, loops, tail in tiles:
+        vec_ok, n_outer = _gemm_tile(sch, b, loops, st, lanes, tail)
+    # the conversion to the output dtype and the crop of padded rows/columns happen in the tile's
+    # copy-out (TVM predicates the padded part), not in a pass over a whole padded accumulator
+    conv, st.convert_inlined = "", False
+    if st.convert_block and _has_block(sch, st.convert_block):
+        try:
+            sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
+            what = ["cropped"] * bool(st.padded) + ["converted"] * (st.acc_dtype != storage_dtype(st.dtype))
+            st.convert_inlined, conv = True, f", {' and '.join(what) or 'copied'} in the tile copy"
+        except Exception:  # noqa: BLE001 - ScheduleError: the output block is scheduled on its own
+            pass
+    return (f"tile {g.mr}x{g.nr} over {g.m or '-'}x{g.n}, k-unroll {g.ku}, "
+            f"{'packed B' if g.pack else 'B in place'}{', packed A' if g.pack_a else ''}, {'vectorized' if vec_ok else 'predicated tail'}"
+            f"{', padded ' + 'x'.join(f'{c}={n}' for c, n in st.padded.items()) if st.padded else ''}, "
+            f"parallel over {n_outer} fused loops{conv}"
+            f"{f'; last {M % g.mr} of {g.m} a tile of their own' if len(tiles) > 1 else ''}")
+
+
+def _gemm_tile(sch, blk, lp, st, lanes, tail):
+    """Tile one GEMM block (``lp``: label -> loop) into MR x NR register tiles; ``tail``: its m loop
+    holds the last M % MR rows (partitioned off), one tile of its own height.  Returns
+    ``(vectorized, number of parallel loops fused)``."""
+    g = st.gemm
     n_o, n_i = sch.split(lp[g.n], [None, g.nr])
-    if g.m is not None and g.mr > 1:
+    if tail:
+        m_o, m_i = None, lp[g.m]
+    elif g.m is not None and g.mr > 1:
         m_o, m_i = sch.split(lp[g.m], [None, g.mr])
     elif g.m is not None:
         m_o, m_i = lp[g.m], None
@@ -374,7 +440,7 @@ def _gemm(sch, name, st, vbits):
     # measured slower; accumulating into the output directly, no better)
     cw = sch.cache_write(blk, 0, "global")
     sch.reverse_compute_at(cw, n_o)
-    vec_ok = st.padded.get(g.n, sizes[g.n]) % g.nr == 0
+    vec_ok = st.padded.get(g.n, st.sizes[g.n]) % g.nr == 0
     if vec_ok:
         sch.vectorize(n_v)
         sch.vectorize(sch.get_loops(cw)[-1])
@@ -382,24 +448,11 @@ def _gemm(sch, name, st, vbits):
         sch.unroll(n_v_o)
     if m_i is not None:
         sch.unroll(m_i)
-    par = _fuse_parallel(sch, outer)
+    _fuse_parallel(sch, outer)
     init = sch.decompose_reduction(blk, red_loops[0])
     if vec_ok:
         sch.vectorize(sch.get_loops(init)[-1])
-    # the conversion to the output dtype and the crop of padded rows/columns happen in the tile's
-    # copy-out (TVM predicates the padded part), not in a pass over a whole padded accumulator
-    conv, st.convert_inlined = "", False
-    if st.convert_block and _has_block(sch, st.convert_block):
-        try:
-            sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
-            what = ["cropped"] * bool(st.padded) + ["converted"] * (st.acc_dtype != storage_dtype(st.dtype))
-            st.convert_inlined, conv = True, f", {' and '.join(what) or 'copied'} in the tile copy"
-        except Exception:  # noqa: BLE001 - ScheduleError: the output block is scheduled on its own
-            pass
-    return (f"tile {g.mr}x{g.nr} over {g.m or '-'}x{g.n}, k-unroll {g.ku}, "
-            f"{'packed B' if g.pack else 'B in place'}{', packed A' if g.pack_a else ''}, {'vectorized' if vec_ok else 'predicated tail'}"
-            f"{', padded ' + 'x'.join(f'{c}={n}' for c, n in st.padded.items()) if st.padded else ''}, "
-            f"parallel over {len(outer)} fused loops{conv}")
+    return vec_ok, len(outer)
 
 
 def _panels(sch, name, st, operand: int):
@@ -525,11 +578,7 @@ def _reduce_outer(sch, name, st, vbits):
     main = N - N % lanes
     others, red = st.out_labels[:-1], st.red_labels
     sch.reorder(lp[n], *[lp[c] for c in others], *[lp[c] for c in red])  # n outermost: partition it
-    blocks = [blk]
-    if main != N:
-        var = sch.get(lp[n]).loop_var.name
-        sch.loop_partition(lp[n], [main, None])
-        blocks = [sch.get_sblock(f"{name}_{var}{i}") for i in (0, 1)]
+    blocks = [blk] if main == N else _partition(sch, name, lp[n], main)
     nl, *rest = sch.get_loops(blocks[0])  # n, others.., red.. (n was outermost: nothing above it)
     vo, lv = sch.split(nl, [None, lanes])
     vchunk = min(32, main // lanes)
