@@ -6,7 +6,9 @@ The loop: pick an input from the queue (or generate one), mutate it (program or 
 interleaving), run it in a forked child (``isolate.Pool``), read its outcome and feedback (branch arcs
 of einc's code, TVM pass-change signatures, outcome keys).  An input that adds feedback joins the
 queue (``corpus/queue``); an outcome that is a bug and whose signature is new is reduced and saved as
-``corpus/regressions/<id>/``.
+``corpus/regressions/<id>/``.  "New" means no ``open`` or ``workaround`` folder has its signature (those
+are known bugs, counted in ``known_hits``); a ``fixed`` folder's signature met again is a new finding,
+its folder naming the fixed one (``same_signature_as``).
 
 In coverage mode an input is fresh or a mutant by a two-armed bandit (each arm's decayed rate of
 inputs that added feedback); a queue entry to mutate is drawn by energy (its new feedback, decayed at
@@ -114,7 +116,8 @@ class Campaign:
         self.feats: set = set()
         self.queue: dict[str, Case] = {}
         self.seeds: list[Case] = []
-        self.known: dict[str, str] = {}
+        self.known: dict[str, str] = {}  # signatures not reported again: open and workaround folders, this campaign's
+        self.fixed: dict[str, str] = {}  # signatures of fixed folders (met again: a new finding that says so)
         self.runs = 0
         self.stopped_by = ""
         self.stopped_at_s: float | None = None
@@ -306,7 +309,9 @@ class Campaign:
             max_tests = 6 if outcome.symptom == "timeout" else 200
             reduced, info = reduce(case, test, sig, max_tests=max_tests, budget_s=self.reduce_budget_s)
         path = ""
-        fid = _corpus.finding_id(outcome)
+        fid = _corpus.finding_id(outcome, reduced)
+        if sig in self.fixed:  # a fixed bug's signature again: the fix regressed, or did not cover this case
+            info = {**info, "same_signature_as": self.fixed[sig]}
         if self.save_findings:
             folder = _corpus.save_regression(self.corpus, reduced, outcome, log=stderr,
                                              extra_meta={"campaign_seed": self.seed, "reduce": info,
@@ -342,6 +347,7 @@ class Campaign:
                 for c in self.seeds:
                     self.queue[c.digest] = c
         self.known = _corpus.known_signatures(self.corpus)
+        self.fixed = _corpus.known_signatures(self.corpus, ("fixed",))
         for f in self.findings:
             self.known.setdefault(f.signature, f.id)
         pool = Pool(self.jobs)

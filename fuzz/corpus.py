@@ -96,21 +96,28 @@ def regressions_dir(corpus) -> Path:
     return Path(corpus, "regressions")
 
 
-def finding_id(outcome: Outcome) -> str:
-    h = hashlib.sha1(outcome.signature.encode()).hexdigest()[:10]
-    return f"{outcome.symptom}-{outcome.stage}-{h}"
+def finding_id(outcome: Outcome, case: Case | None = None) -> str:
+    """``symptom-stage-hash`` of the signature and the (reduced) case: two cases of one signature (a
+    fixed bug met again by another program) get folders of their own."""
+    key = outcome.signature + (f"\n{case.digest}" if case is not None else "")
+    return f"{outcome.symptom}-{outcome.stage}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
-def known_signatures(corpus) -> dict[str, str]:
-    """signature -> folder id, over every regression folder."""
+#: the folders whose signature a campaign does not report again: bugs still there (``open``), and TVM
+#: bugs einc works around (``workaround``: met again through a fuzzed TVM pipeline, as expected).  A
+#: ``fixed`` bug met again is a regression, reported as a new finding.
+SUPPRESSING = ("open", "workaround")
+
+
+def known_signatures(corpus, statuses: tuple[str, ...] | None = SUPPRESSING) -> dict[str, str]:
+    """signature -> folder id, over the regression folders of ``statuses`` (None: every folder)."""
     out = {}
-    root = regressions_dir(corpus)
-    if not root.is_dir():
-        return out
-    for meta in root.glob("*/meta.json"):
+    for folder in list_regressions(corpus):
         try:
-            out[json.loads(meta.read_text())["signature"]] = meta.parent.name
-        except Exception:  # noqa: BLE001
+            meta = json.loads((folder / "meta.json").read_text())
+            if statuses is None or meta.get("status", "open") in statuses:
+                out[meta["signature"]] = folder.name
+        except (OSError, ValueError, KeyError, TypeError):  # a damaged folder: replay reports it
             continue
     return out
 
@@ -149,7 +156,7 @@ def save_regression(corpus, case: Case, outcome: Outcome, *, extra_meta: dict | 
     """Write the regression folder for ``outcome`` atomically; ``None`` when one with its id exists."""
     root = regressions_dir(corpus)
     root.mkdir(parents=True, exist_ok=True)
-    fid = finding_id(outcome)
+    fid = finding_id(outcome, case)
     final = root / fid
     if final.exists():
         return None

@@ -52,11 +52,16 @@ class Outcome:
 
     @property
     def signature(self) -> str:
-        """What dedup compares: symptom, stage, exception type and the normalized first message line."""
+        """What dedup compares: symptom, stage, exception type and the normalized first message line
+        (for wrong results, which have no message: the dtype, target and path)."""
         if self.symptom in ("ok", "timeout", "rejected"):
             return f"{self.key}"
         if self.symptom == "wrong_result":
-            return f"{self.key}:{self.detail.get('dtype', '')}"
+            # the dtype, the target and einc's path vs a fuzzed TVM pipeline: a float32 miscompile of
+            # einc's own CPU schedule is not the known float32 one of a fuzzed rfactor
+            d = self.detail
+            where = f":{d['target']}:{d.get('via', 'einc')}" if d.get("target") else ""
+            return f"{self.key}:{d.get('dtype', '')}{where}"
         if self.symptom == "crash" and self.exc_type.startswith("SIG"):
             # where a memory error surfaces varies from run to run: the signal is the stable part
             return f"{self.key}:{self.exc_type}"

@@ -161,6 +161,46 @@ def test_compare_catches_a_wrong_float_and_an_off_by_one_int():
     assert compare(q, ys, r, [r[0] + 1]) is not None
 
 
+def test_compare_leaves_open_only_conversions_that_rounding_can_flip():
+    """A float turned into a bool or an integer is compared exactly, except where the float lies
+    within its rounding bound of the jump (a sum the interpreter makes 0.0 and a kernel 8.6e-16:
+    the campaign's false 'wrong_result@run:bool'); what depends on such an element is left open too."""
+    from einc.frontend.program import parse_program
+    from einc.fuzz.harness import compare
+
+    p = parse_program("""
+input x: int8[2, 3]
+input w: float32[3, 2]
+y: float32[2, 2] = einsum("ij,jk->ik", x, w)
+flags: bool[2, 2] = cast(y, bool)
+ones: int32[2, 2] = cast(flags, int32)
+n: int32[2] = einsum("ik->i", ones)
+output flags, n
+""")
+    x = np.array([[1, -1, 0], [1, 1, 1]], np.int8)
+    w = np.array([[0.3, 0.25], [0.3, 0.5], [0.1, 0.7]], np.float32)  # row 0: 0.3 - 0.3 = 0 exactly, row 1 not
+    ref = interp.run(p, x, w)
+    assert ref[0].tolist() == [[False, True], [True, True]]
+    flipped = ref[0].copy()
+    flipped[0, 0] = True  # the kernel's tiny non-zero
+    assert compare(p, [x, w], ref, [flipped, ref[1] + np.array([1, 0], np.int32)]) is None
+    wrong = ref[0].copy()
+    wrong[1, 0] = False  # 0.3 + 0.3 + 0.1 is far from 0: a real bug
+    assert compare(p, [x, w], ref, [wrong, ref[1]])["index"] == [1, 0]
+    assert compare(p, [x, w], ref, [ref[0], ref[1] + np.array([0, 1], np.int32)])["output"] == 1
+    # integers summed in float32 are exact: their conversion back is compared exactly
+    q = parse_program("""
+input a: int8[4]
+f: float32[4] = cast(a, float32)
+s: float32[] = einsum("i->", f)
+t: int32[] = cast(s, int32)
+output t
+""")
+    a = np.array([3, -3, 1, -1], np.int8)
+    r = interp.run(q, a)
+    assert compare(q, [a], r, [r[0] + 1]) is not None
+
+
 def test_interleave_switches_after_patience_without_feedback():
     it = Interleave(patience=3)
     for _ in range(2):
@@ -288,6 +328,48 @@ def _campaign(tmp_path, **kw):
 
 SUMMARY_KEYS = {"execs": int, "execs_per_s": float, "elapsed_s": float, "coverage": dict, "findings": list,
                 "outcomes": dict, "corpus_size": int, "new_findings": int, "seed": int}
+
+
+def test_only_open_and_workaround_folders_hide_a_finding_and_a_fixed_one_met_again_is_new(tmp_path):
+    """A campaign does not report again a bug whose folder is ``open`` (known) or ``workaround`` (a
+    TVM bug einc avoids), but a ``fixed`` bug met again is a regression: a new folder of its own
+    (ids hash the case too) that names the fixed one."""
+    from einc.fuzz import corpus as fc
+    from einc.fuzz.harness import run_case_isolated
+    from einc.ir.nodes import Program, Value
+
+    t = TensorType((2, 3, 4), "float32")
+    prog = Program((Value("x", t),), (Einsum("p", ("x",), ("ijk",), "kij", TensorType((4, 2, 3), "float32")),
+                                      Einsum("q", ("p", "p"), ("abc", "abc"), "abc", TensorType((4, 2, 3), "float32"))),
+                   ("q",))
+    case = Case(prog, FuzzPipeline(passes="transposes", target="interp"), seed=2)
+    got = run_case_isolated(case, coverage=False, faults=("inverse_permutation",))[0]
+    assert got.is_bug
+    # a wrong result has no message: its signature is the dtype, the target and the path taken
+    wrong = Outcome("wrong_result", "run", "", "", {"dtype": "float32", "target": "llvm", "via": "fuzzed"})
+    assert wrong.signature == "wrong_result@run:float32:llvm:fuzzed"
+    other = case.replace(seed=3)
+    first = fc.save_regression(tmp_path / "corpus", other, got, status="fixed")
+    assert fc.finding_id(got, case) != first.name  # same signature, another case: another folder
+    assert fc.known_signatures(tmp_path / "corpus") == {}
+    assert fc.known_signatures(tmp_path / "corpus", ("fixed",)) == {got.signature: first.name}
+
+    def finding(status_of_first):
+        meta = json.loads((first / "meta.json").read_text())
+        (first / "meta.json").write_text(json.dumps({**meta, "status": status_of_first}))
+        camp = _campaign(tmp_path, faults=("inverse_permutation",), reduce_budget_s=0)
+        camp.known = fc.known_signatures(camp.corpus)
+        camp.fixed = fc.known_signatures(camp.corpus, ("fixed",))
+        camp._finding(case, got, "")
+        return camp
+
+    camp = finding("fixed")
+    f, = camp.findings
+    assert f.new and f.reduce["same_signature_as"] == first.name and Path(f.path).name != first.name
+    assert json.loads((Path(f.path) / "meta.json").read_text())["reduce"]["same_signature_as"] == first.name
+    for status in ("open", "workaround"):
+        camp = finding(status)
+        assert not camp.findings and camp.known_hits == {got.signature: 1}
 
 
 def test_campaign_summary_schema_and_feedback(tmp_path):

@@ -109,10 +109,12 @@ def run(args: argparse.Namespace) -> int:
     summary = camp.run()
     new = [f for f in summary["findings"] if f["new"]]
     per_target = ", ".join(f"{t} {v['execs']}" for t, v in summary.get("targets", {}).items())
+    known = sum(summary.get("known_hits", {}).values())
     print(f"einc fuzz: {summary['execs']} execs in {summary['elapsed_s']:.0f}s ({summary['execs_per_s']:.2f}/s)"
           f"{' (' + per_target + ')' if per_target else ''}, "
           f"{summary['coverage']['branches']} branches, {summary['coverage']['features']} features, "
-          f"{len(new)} new finding(s); report in {out / 'summary.json'}")
+          f"{len(new)} new finding(s){f' ({known} hits of known bugs)' if known else ''}; "
+          f"report in {out / 'summary.json'}")
     failing = [f for f in new if args.fail_on == "any" or _on_einc_path(f)]
     for f in new:
         tag = "" if f in failing else "  [fuzzed TVM pipeline: reported, not failing]"
