@@ -69,7 +69,7 @@ def _number(kind, least, what):
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
-        if not v >= least:  # (NaN fails too)
+        if not least <= v < float("inf"):  # (NaN fails too)
             raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
         return v
 
@@ -80,6 +80,7 @@ def _number(kind, least, what):
 positive_int = _number(int, 1, "a whole number >= 1")
 count = _number(int, 0, "a whole number >= 0")
 positive_seconds = _number(float, 1e-9, "a number of seconds > 0")
+seconds = _number(float, 0.0, "a number of seconds >= 0")
 
 
 def parse_shapes(text: str) -> list[tuple[int, ...]]:

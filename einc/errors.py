@@ -6,6 +6,7 @@ The docstrings carry the advice that goes with the error.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -30,7 +31,12 @@ class Span:
     def render(self) -> str:
         lines = self.source.split("\n")
         text = lines[self.line - 1] if 0 < self.line <= len(lines) else ""
-        caret = " " * (self.column - 1) + "^" * self.length
+        # the caret's indent keeps the line's tabs (a terminal expands both alike) and gives wide
+        # characters (CJK) two cells, so the caret sits under the column in the echoed line
+        before = text[:self.column - 1]
+        indent = "".join("\t" if c == "\t" else "  " if unicodedata.east_asian_width(c) in "WF" else " "
+                         for c in before) + " " * (self.column - 1 - len(before))
+        caret = indent + "^" * self.length
         return f"{self.filename}:{self.line}:{self.column}\n  {text}\n  {caret}"
 
 
@@ -96,6 +102,11 @@ class CacheError(EincError, RuntimeError):
 class WriteError(EincError, OSError):
     """A file einc was asked to write cannot be written there (no such directory, a directory in the
     way, no permission, disk full); nothing partial is left behind."""
+
+
+class UsageError(EincError, ValueError):
+    """A command's arguments do not fit what is on disk: a folder that is not what the option wants,
+    a saved state of another kind, a folder another process is using."""
 
 
 class FheError(EincError, ValueError):

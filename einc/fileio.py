@@ -60,5 +60,19 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
             raise _cannot_write(path, e) from None
 
 
+def writable_dir(path: str | os.PathLike) -> Path:
+    """``path`` as a folder einc can write into, made when missing (``mkdir -p``); ``WriteError``
+    otherwise, before any work is done."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        above = next((p for p in (path, *path.parents) if p.exists()), None)
+        raise _cannot_write(path, e, f"{above} is not a directory" if above and not above.is_dir() else None) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write {path}: permission denied")
+    return path
+
+
 def _cannot_write(path, e: OSError, why: str | None = None) -> WriteError:
     return WriteError(f"cannot write {path}: {why or e.strerror or e}")

@@ -158,6 +158,14 @@ class Campaign:
         st = json.loads(path.read_text())
         if st.get("version") != STATE_VERSION:
             return False
+        differ = [f"{k} {st.get(k)!r} (now {getattr(self, k)!r})" for k in ("seed", "target", "mode")
+                  if st.get(k, getattr(self, k)) != getattr(self, k)]
+        if differ:
+            from einc.errors import UsageError
+
+            raise UsageError(f"{self.out} holds a campaign of another {', '.join(differ)}: resuming it would mix "
+                             "the two; give that campaign's settings to go on with it, --fresh to start over there, "
+                             "or another --out")
         self.elapsed_prev = float(st["elapsed_s"])
         self.execs = int(st["execs"])
         self.runs = int(st.get("runs", 0))
@@ -178,6 +186,12 @@ class Campaign:
             self.arcs = {tuple(a) for a in cj["arcs"]}
             self.feats = set(cj["features"])
         return True
+
+    def skipped_seeds(self) -> list[str]:
+        """``name: why`` of each seed in the corpus that cannot be read (a campaign runs without them)."""
+        skipped: list[str] = []
+        _corpus.load_seeds(self.corpus, skipped)
+        return skipped
 
     # ----------------------------------------------------------------------------------- inputs
 
@@ -328,7 +342,11 @@ class Campaign:
         self.timeline.append([round(self.elapsed, 2), self.execs, len(self.arcs), len(self.feats), len(self.findings)])
 
     def run(self) -> dict:
-        resumed = self._resume()
+        with _corpus.locked(self.out):
+            return self._run()
+
+    def _run(self) -> dict:
+        self._resume()
         self.runs += 1
         warm_up(self.target, cuda=self.cuda_emu_share > 0)  # imports TVM once (seconds): not counted in the budget
         coverage_shared = start_parent_coverage()
@@ -341,8 +359,9 @@ class Campaign:
             self.queue = _corpus.load_queue(self.corpus)
             if self.target in ("interp", "cuda-emu"):
                 self.queue = {d: c for d, c in self.queue.items() if c.pipeline.target == self.target}
-            elif self.cuda_emu_share <= 0:
-                self.queue = {d: c for d, c in self.queue.items() if c.pipeline.target != "cuda-emu"}
+            else:  # an llvm campaign: llvm entries, and cuda-emu ones when it sends cases there
+                keep = {"llvm", "cuda-emu"} if self.cuda_emu_share > 0 else {"llvm"}
+                self.queue = {d: c for d, c in self.queue.items() if c.pipeline.target in keep}
             if not self.queue:
                 for c in self.seeds:
                     self.queue[c.digest] = c
@@ -351,13 +370,16 @@ class Campaign:
         for f in self.findings:
             self.known.setdefault(f.signature, f.id)
         pool = Pool(self.jobs)
-        interrupted = False
-        old_term = signal.getsignal(signal.SIGTERM)
+        interrupted = 0  # the signal that stopped the campaign
+        old_handlers = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
 
-        def _term(signum, frame):
+        def _stop(signum, frame):
+            nonlocal interrupted
+            interrupted = signum
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, _term)
+        for n in old_handlers:
+            signal.signal(n, _stop)
         prog_ui = _Progress(self) if self.progress else None
         if not self.timeline:
             self._sample_timeline()
@@ -387,16 +409,23 @@ class Campaign:
                 if prog_ui:
                     prog_ui.update()
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = interrupted or signal.SIGINT
         finally:
-            pool.shutdown()
-            signal.signal(signal.SIGTERM, old_term)
-            if prog_ui:
-                prog_ui.close()
-        self._sample_timeline()
-        self.checkpoint()
-        stop_parent_coverage()
-        summary = self.write_report(coverage_shared=coverage_shared, interrupted=interrupted)
+            # a second Ctrl-C (or timeout's second signal to the group) must not lose the report
+            for n in old_handlers:
+                signal.signal(n, signal.SIG_IGN)
+            try:
+                pool.shutdown()
+                if prog_ui:
+                    prog_ui.close()
+                self._sample_timeline()
+                self.checkpoint()
+                stop_parent_coverage()
+                extra = {"interrupted": True, "signal": int(interrupted)} if interrupted else {"interrupted": False}
+                summary = self.write_report(coverage_shared=coverage_shared, **extra)
+            finally:
+                for n, h in old_handlers.items():
+                    signal.signal(n, h)
         return summary
 
     # ----------------------------------------------------------------------------------- report

@@ -32,8 +32,7 @@ from einc.ir.nodes import Program
 
 TARGETS = ("llvm", "interp", "cuda-emu")
 ORACLES = ("interp", "relabel", "permute")
-
-
+BASES = ("einc", "none")
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,11 @@ class FuzzPipeline:
             elif key == "schedule":
                 kw["sched"] = items
             elif key in ("target", "oracle", "base"):
+                allowed = {"target": TARGETS, "oracle": ORACLES, "base": BASES}[key]
+                if val not in allowed:
+                    from einc.errors import ParseError
+
+                    raise ParseError(f"pipeline {key} {val!r} is not one of {', '.join(allowed)}")
                 kw[key] = val
         return cls(**kw)
 

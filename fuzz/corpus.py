@@ -18,6 +18,7 @@ reproducing, so that someone marks it fixed), ``fixed`` (the replay asserts ``ex
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,31 +40,49 @@ def atomic_write_json(path, obj) -> None:
 # ------------------------------------------------------------------------------------------- seeds and queue
 
 
-def load_seeds(corpus: str | os.PathLike) -> list[Case]:
-    """Cases from ``corpus/seeds/*.ein`` (default pipeline unless a ``NAME.pipeline.txt`` is beside)."""
+def load_seeds(corpus: str | os.PathLike, skipped: list[str] | None = None) -> list[Case]:
+    """Cases from ``corpus/seeds/*.ein`` (default pipeline unless a ``NAME.pipeline.txt`` is beside).
+
+    A seed that cannot be read is skipped, not fatal; ``skipped`` gets ``"path: why"`` for each."""
     from einc.frontend.program import parse_program
 
     out = []
     for p in sorted(Path(corpus, "seeds").glob("*.ein")):
-        try:
-            prog = parse_program(p.read_text(), filename=str(p)) if _takes_filename() else parse_program(p.read_text())
-        except Exception:  # noqa: BLE001 - a broken seed is skipped, not fatal
-            continue
         pl_path = p.with_suffix(".pipeline.txt")
-        pl = FuzzPipeline.from_text(pl_path.read_text()) if pl_path.exists() else FuzzPipeline()
+        try:
+            prog = parse_program(p.read_text(), filename=str(p))
+            pl = FuzzPipeline.from_text(pl_path.read_text()) if pl_path.exists() else FuzzPipeline()
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # einc's parse errors are ValueErrors
+            if skipped is not None:
+                skipped.append(f"{p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            continue
         out.append(Case(prog, pl))
     return out
 
 
-def _takes_filename() -> bool:
-    import inspect
+@contextlib.contextmanager
+def locked(out: str | os.PathLike):
+    """Hold ``out/.lock`` (an advisory ``flock``) while a campaign writes ``out``: a second campaign on
+    the same folder is refused instead of the last writer's report silently winning."""
+    import fcntl
 
-    from einc.frontend.program import parse_program
+    from einc.errors import UsageError
+    from einc.fileio import writable_dir
 
+    path = writable_dir(out) / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        return "filename" in inspect.signature(parse_program).parameters
-    except (TypeError, ValueError):
-        return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise UsageError(f"{out} is in use by another einc fuzz campaign{f' (pid {holder})' if holder else ''}: "
+                             "wait for it, or give this one another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def queue_dir(corpus) -> Path:
@@ -198,15 +217,27 @@ def save_regression(corpus, case: Case, outcome: Outcome, *, extra_meta: dict | 
 
 def load_regression(folder: str | os.PathLike) -> tuple[Case, dict]:
     """The case and meta of a regression folder (case.ein parsed back unless the finding is on text)."""
-    folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    text = (folder / "case.ein").read_text()
-    pl = FuzzPipeline.from_text((folder / "pipeline.txt").read_text())
-    if meta.get("from_text"):
-        return Case(None, pl, src=text, seed=meta.get("seed", 0)), meta
+    from einc.errors import EincError, UsageError
     from einc.frontend.program import parse_program
 
-    return Case(parse_program(text), pl, seed=meta.get("seed", 0)), meta
+    folder = Path(folder)
+    try:
+        name = "meta.json"
+        meta = json.loads((folder / name).read_text())
+        if not isinstance(meta, dict) or "signature" not in meta:
+            raise ValueError("no 'signature' in it")
+        name = "pipeline.txt"
+        pl = FuzzPipeline.from_text((folder / name).read_text())
+        name = "case.ein"
+        text = (folder / name).read_text()
+        if meta.get("from_text"):
+            return Case(None, pl, src=text, seed=meta.get("seed", 0)), meta
+        return Case(parse_program(text, filename=str(folder / name)), pl, seed=meta.get("seed", 0)), meta
+    except EincError:
+        raise  # a parse error of case.ein: it names the file, with a caret
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        raise UsageError(f"regression folder {folder}: cannot read {name}: {why}") from None
 
 
 def list_regressions(corpus) -> list[Path]:

@@ -136,67 +136,93 @@ class Child:
         return res
 
 
+#: signals held back while the parent forks: Python runs at-fork hooks (logging's lock) in between,
+#: and a KeyboardInterrupt raised inside one is printed and dropped, so a Ctrl-C there was lost
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
 def spawn(fn: Callable, args: tuple = (), kwargs: dict | None = None, timeout: float = 30.0, tag=None,
-          setup: Callable | None = None) -> Child:
-    """Fork a child running ``setup()`` then ``fn(*args, **kwargs)``; returns at once."""
-    global _PIPE_FD
+          setup: Callable | None = None, started: Callable[[Child], None] | None = None) -> Child:
+    """Fork a child running ``setup()`` then ``fn(*args, **kwargs)``; returns at once.
+
+    SIGINT and SIGTERM wait until the child is forked and handed to ``started`` (a pool's list of
+    running children), so an interrupt lands where the caller can stop that child."""
     r, w = os.pipe()
     errfile = tempfile.TemporaryFile(prefix="einc-fuzz-err-")
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 0
-        try:
-            os.close(r)
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.dup2(errfile.fileno(), 2)
-            _PIPE_FD = w
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            # the forking thread's TVM pool came without its workers; with 1 thread TVM runs a
-            # parallel loop inline (and the campaign's jobs are the parallelism)
-            os.environ["TVM_NUM_THREADS"] = "1"
-            import faulthandler
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(r, w, errfile, fn, args, kwargs, setup, mask)
+        os.close(w)
+        os.set_blocking(r, False)
+        child = Child(pid, r, errfile, time.monotonic() + timeout, tag)
+        if started is not None:
+            started(child)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return child
 
-            faulthandler.disable()  # an inherited handler (pytest's) would write past our stderr
-            try:
-                if setup is not None:
-                    setup()
-                value = fn(*args, **(kwargs or {}))
-                payload = ("ok", value)
-            except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-                payload = ("error", (type(e).__name__, str(e)[:4000], traceback.format_exc()[-8000:]))
-            try:
-                blob = base64.b64encode(pickle.dumps(payload))
-            except Exception as e:  # noqa: BLE001
-                blob = base64.b64encode(pickle.dumps(("error", (type(e).__name__, f"result not picklable: {e}", ""))))
-            data = b"R " + blob + b"\n"
-            while data:
-                n = os.write(w, data)
-                data = data[n:]
-        except BaseException:  # noqa: BLE001
-            code = 70
-        finally:
-            os._exit(code)
-    os.close(w)
-    os.set_blocking(r, False)
-    return Child(pid, r, errfile, time.monotonic() + timeout, tag)
+
+def _child(r, w, errfile, fn, args, kwargs, setup, mask) -> None:
+    """The forked child: run, write the result to the pipe, exit (never returns)."""
+    global _PIPE_FD
+    code = 0
+    try:
+        os.close(r)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(errfile.fileno(), 2)
+        _PIPE_FD = w
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        # the forking thread's TVM pool came without its workers; with 1 thread TVM runs a
+        # parallel loop inline (and the campaign's jobs are the parallelism)
+        os.environ["TVM_NUM_THREADS"] = "1"
+        import faulthandler
+
+        faulthandler.disable()  # an inherited handler (pytest's) would write past our stderr
+        try:
+            if setup is not None:
+                setup()
+            value = fn(*args, **(kwargs or {}))
+            payload = ("ok", value)
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            payload = ("error", (type(e).__name__, str(e)[:4000], traceback.format_exc()[-8000:]))
+        try:
+            blob = base64.b64encode(pickle.dumps(payload))
+        except Exception as e:  # noqa: BLE001
+            blob = base64.b64encode(pickle.dumps(("error", (type(e).__name__, f"result not picklable: {e}", ""))))
+        data = b"R " + blob + b"\n"
+        while data:
+            n = os.write(w, data)
+            data = data[n:]
+    except BaseException:  # noqa: BLE001
+        code = 70
+    finally:
+        os._exit(code)
 
 
 def run_isolated(fn: Callable, *args, timeout: float = 30.0, setup: Callable | None = None, **kwargs) -> ChildResult:
     """Run ``fn(*args, **kwargs)`` in a forked child and wait for it (see the module docstring)."""
     child = spawn(fn, args, kwargs, timeout=timeout, setup=setup)
-    while True:
-        left = child.deadline - time.monotonic()
-        if left <= 0:
-            return child.finish(timed_out=True)
-        rl, _, _ = select.select([child.fd], [], [], min(left, 1.0))
-        if rl:
-            child.read_some()
-            if child.eof:
-                return child.finish(timed_out=False)
+    try:
+        while True:
+            left = child.deadline - time.monotonic()
+            if left <= 0:
+                return child.finish(timed_out=True)
+            rl, _, _ = select.select([child.fd], [], [], min(left, 1.0))
+            if rl:
+                child.read_some()
+                if child.eof:
+                    return child.finish(timed_out=False)
+    except BaseException:  # an interrupt: no child outlives the wait
+        child.finish(timed_out=True)
+        raise
 
 
 class Pool:
@@ -212,7 +238,7 @@ class Pool:
 
     def submit(self, fn: Callable, args: tuple = (), kwargs: dict | None = None, timeout: float = 30.0, tag=None,
                setup: Callable | None = None) -> None:
-        self.running.append(spawn(fn, args, kwargs, timeout=timeout, tag=tag, setup=setup))
+        spawn(fn, args, kwargs, timeout=timeout, tag=tag, setup=setup, started=self.running.append)
 
     def wait(self, max_wait: float = 0.5) -> list[tuple[Any, ChildResult]]:
         """Block up to ``max_wait`` seconds; returns ``[(tag, result)]`` of children that finished."""

@@ -22,11 +22,15 @@ _NUM = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
 
 
-def normalize_message(msg: str, limit: int = 120) -> str:
-    """The first meaningful line of an error message with numbers and addresses erased (for dedup)."""
+def first_line(msg: str) -> str:
+    """The first meaningful line of an error message (TVM's ``Check failed`` line when there is one)."""
     lines = [ln.strip() for ln in (msg or "").splitlines() if ln.strip()]
-    line = next((ln for ln in lines if ln.startswith(("Check failed", "Error message"))), lines[0] if lines else "")
-    line = _HEX.sub("#", line)
+    return next((ln for ln in lines if ln.startswith(("Check failed", "Error message"))), lines[0] if lines else "")
+
+
+def normalize_message(msg: str, limit: int = 120) -> str:
+    """``first_line`` with numbers and addresses erased (for dedup)."""
+    line = _HEX.sub("#", first_line(msg))
     line = _NUM.sub("N", line)
     return _SPACES.sub(" ", line)[:limit]
 
@@ -86,7 +90,7 @@ class Outcome:
         return cls(d["symptom"], d["stage"], d.get("exc_type", ""), d.get("message", ""), dict(d.get("detail") or {}))
 
     def __str__(self) -> str:
-        tail = f" {self.exc_type}: {normalize_message(self.message, 200)}" if self.exc_type or self.message else ""
+        tail = f" {self.exc_type}: {_SPACES.sub(' ', first_line(self.message))[:200]}" if self.exc_type or self.message else ""
         return f"{self.key}{tail}"
 
 

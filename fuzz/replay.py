@@ -22,7 +22,7 @@ from .outcome import Outcome
 class Verdict:
     result: str  # pass | xfail | fail
     reason: str
-    outcome: Outcome
+    outcome: Outcome | None  # None: the folder could not be read
     meta: dict
 
 
@@ -50,9 +50,15 @@ def reproduce(folder, *, in_process: bool = False) -> int:
 
 
 def replay(folder, timeout: float | None = None) -> Verdict:
+    """The verdict on one folder; a folder that cannot be read fails, with the reason (no outcome)."""
+    from einc.errors import EincError
+
     from .harness import run_case_isolated
 
-    case, meta = load_regression(folder)
+    try:
+        case, meta = load_regression(folder)
+    except EincError as e:
+        return Verdict("fail", str(e), None, {})
     outcome = run_case_isolated(case, timeout=timeout or meta.get("timeout_s", 60), coverage=False,
                                 faults=tuple(meta.get("faults") or ()))[0]
     status = meta.get("status", "open")

@@ -5,6 +5,7 @@ import ctypes
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -423,6 +424,37 @@ def test_campaign_resumes_after_a_kill(tmp_path):
     assert queue_before <= set(os.listdir(corpus / "queue"))
 
 
+@pytest.mark.parametrize("sig,rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_campaign_reports_even_when_signalled_twice(tmp_path, sig, rc):
+    """Ctrl-C (to the whole process group, as a terminal sends it) or SIGTERM, twice in a row as
+    ``timeout`` and impatient users do: the campaign stops with 128 + the signal, its children
+    gone, and the summary says so (a second signal used to land in the shutdown and lose it)."""
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    _campaign(tmp_path)  # writes the seed
+    cmd = [sys.executable, "-m", "einc", "fuzz", "--time", "60s", "--seed", "3", "--target", "interp", "--jobs", "2",
+           "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            start_new_session=True)
+    state = out / "state.json"
+    t0 = time.monotonic()
+    while not (state.exists() and json.loads(state.read_text())["execs"] >= 8):
+        assert time.monotonic() - t0 < 60 and proc.poll() is None, "the campaign made no progress"
+        time.sleep(0.1)
+    os.killpg(proc.pid, sig)
+    time.sleep(0.05)
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    o, e = proc.communicate(timeout=60)
+    assert proc.returncode == rc, e
+    assert "interrupted; run the same command again" in e and "Traceback" not in e
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["signal"] == sig and summary["elapsed_s"] < 60
+    with pytest.raises(ProcessLookupError):  # no child outlived the campaign
+        os.killpg(proc.pid, 0)
+
+
 def test_parse_duration():
     from einc.commands.fuzz import parse_duration
     from einc.errors import ParseError
@@ -511,3 +543,99 @@ def test_a_spent_campaign_says_why_nothing_runs(tmp_path, capsys):
     assert "already ran 25s of its 5s budget" in capsys.readouterr().err
     _say_if_spent(tmp_path, 60.0)  # budget left: the campaign goes on, nothing to say
     assert capsys.readouterr().err == ""
+
+
+def _fuzz_cli(capsys, *argv):
+    from einc.cli import main
+
+    try:
+        rc = main(["fuzz", *map(str, argv)])
+    except SystemExit as e:  # argparse refusals
+        rc = e.code
+    cap = capsys.readouterr()
+    return rc, cap.out + cap.err
+
+
+def test_fuzz_refuses_what_would_run_wrong_or_lose_work(tmp_path, capsys, monkeypatch):
+    """Values and folders that used to be accepted and do damage (a 0 s case timeout saved every case
+    as a 'timeout' regression; --time nan never stopped; a typo in --replay passed CI) are usage
+    errors, before any campaign work; an unwritable --out fails at once, not after TVM warmed up."""
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "corpus"
+    (corpus / "seeds").mkdir(parents=True)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for argv, msg in [
+        (["--time", "nan"], "must be positive and finite"),
+        (["--time", "inf"], "must be positive and finite"),
+        (["--case-timeout", "0"], "expected a number of seconds > 0"),
+        (["--case-timeout", "nan"], "expected a number of seconds > 0"),
+        (["--reduce-time", "-1"], "expected a number of seconds >= 0"),
+        (["--max-execs", "-3"], "expected a whole number >= 0"),
+        (["--replay", tmp_path / "nowhere"], "nothing to replay in .*nowhere: no such folder"),
+        (["--replay", tmp_path / "afile"], "afile: not a folder"),
+        (["--replay", tmp_path / "empty"], "empty: no regression folders"),
+        (["--corpus", tmp_path / "nowhere"], "no corpus folder .*nowhere"),
+        (["--corpus", corpus, "--out", tmp_path / "afile" / "sub"], "afile is not a directory"),
+        (["--corpus", corpus, "--out", tmp_path / "afile"], "afile is not a directory"),
+    ]:
+        rc, text = _fuzz_cli(capsys, *argv)
+        assert rc == 2 and re.search(msg, text), (argv, text)
+        assert "Traceback" not in text
+    assert not (tmp_path / "nowhere").exists() and (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_campaign_folder_is_one_campaigns(tmp_path):
+    """Resuming an --out with another seed, target or mode would mix two campaigns under one label;
+    two campaigns at once on one --out would overwrite each other's report: both are refused."""
+    from einc.errors import UsageError
+    from einc.fuzz.corpus import locked
+
+    camp = _campaign(tmp_path, max_execs=4)
+    camp.run()
+    with pytest.raises(UsageError, match="another seed 5 \\(now 6\\).*--fresh"):
+        _campaign(tmp_path, seed=6, max_execs=8).run()
+    assert _campaign(tmp_path, max_execs=8).run()["execs"] >= 8  # the same settings go on
+    with locked(tmp_path / "out"):
+        with pytest.raises(UsageError, match=f"in use by another einc fuzz campaign \\(pid {os.getpid()}\\)"):
+            _campaign(tmp_path, max_execs=12).run()
+    assert _campaign(tmp_path, max_execs=12).run()["execs"] >= 12  # released
+
+
+def test_replay_reports_an_unreadable_folder_and_goes_on(tmp_path, capsys):
+    """A hand-made regression folder with a missing file or key, or a case.ein that does not parse, is
+    a FAIL line naming the folder and the file (with a caret for case.ein); the other folders still
+    replay; one folder alone can be replayed too."""
+    prog = single_einsum("ij->j", [TensorType((3, 4), "float32")])
+    good = fcorpus.save_regression(tmp_path, Case(prog, FuzzPipeline(target="interp"), seed=1),
+                                   Outcome("wrong_result", "run", "", "", {"dtype": "float32"}), status="fixed")
+    root = tmp_path / "regressions"
+    for name in ("no_signature", "no_pipeline", "bad_case", "bad_target"):
+        (root / name).mkdir()
+        for f in ("meta.json", "pipeline.txt", "case.ein"):
+            (root / name / f).write_bytes((good / f).read_bytes())
+    meta = json.loads((good / "meta.json").read_text())
+    (root / "no_signature" / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "signature"}))
+    (root / "no_pipeline" / "pipeline.txt").unlink()
+    (root / "bad_case" / "case.ein").write_text("input x: float32[3, 4]\ny = einsum(\"ij->k\", x)\noutput y\n")
+    (root / "bad_target" / "pipeline.txt").write_text("target: nosuch\n")
+    rc, text = _fuzz_cli(capsys, "--replay", root)
+    assert rc == 1, text
+    assert f"{good.name}: PASS" in text
+    assert re.search(r"no_signature: FAIL \[\?\] unreadable\n .*cannot read meta.json: no 'signature'", text)
+    assert re.search(r"no_pipeline: FAIL .*\n .*cannot read pipeline.txt: No such file", text)
+    assert re.search(r"bad_case: FAIL .*\n .*'k'.*\n .*bad_case/case.ein:2:", text)
+    assert re.search(r"bad_target: FAIL .*\n .*pipeline target 'nosuch' is not one of", text)
+    rc, text = _fuzz_cli(capsys, "--replay", good)
+    assert rc == 0 and text.startswith(f"{good.name}: PASS")
+
+
+def test_a_seed_that_cannot_be_read_is_named(tmp_path):
+    corpus = tmp_path / "corpus"
+    camp = _campaign(tmp_path)
+    (corpus / "seeds" / "broken.ein").write_text("input x: float32[2]\noutput y\n")
+    (corpus / "seeds" / "odd.ein").write_text((corpus / "seeds" / "mm.ein").read_text())
+    (corpus / "seeds" / "odd.pipeline.txt").write_text("target: nosuch\n")
+    skipped = camp.skipped_seeds()
+    assert len(skipped) == 2 and "broken.ein" in skipped[0] and "'nosuch'" in skipped[1]
+    assert len(fcorpus.load_seeds(corpus)) == 1

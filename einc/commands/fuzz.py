@@ -5,11 +5,13 @@
     einc fuzz --time 60s --target cuda-emu         # einc's CUDA kernels, run on the CPU by the emulator
     einc fuzz --time 60s --cuda-emu-share 0        # llvm only (default: a fifth of cases on cuda-emu)
     einc fuzz --replay corpus/regressions           # re-run every regression folder (1 if one fails)
+    einc fuzz --time 10m --max-execs 2000 --seed 3  # stop at whichever comes first
 
 Findings are reduced and saved under ``CORPUS/regressions/<id>/``; ``OUT/summary.json`` and
 ``OUT/coverage.png`` report the campaign.  A campaign killed at any point resumes when run again with
-the same ``--out`` (the time budget is the total).  Exit status: 1 when the campaign found a new
-bug, 0 otherwise (2 for a usage error).
+the same ``--out`` (the time budget is the total) and the same seed, target and mode.  Exit status: 1
+when the campaign found a new bug, 0 otherwise, 2 for a usage error, 128 + the signal's number when
+interrupted (130 for Ctrl-C, 143 for SIGTERM).
 """
 from __future__ import annotations
 
@@ -31,13 +33,13 @@ def parse_duration(text: str) -> float:
             val = float(t)
     except ValueError:
         raise ParseError(f"bad duration {text!r}: write e.g. 90s, 10m or 1h", Span.at(text, 0, len(text), "--time")) from None
-    if val <= 0:
-        raise ParseError(f"duration {text!r} must be positive", Span.at(text, 0, len(text), "--time"))
+    if not 0 < val < float("inf"):
+        raise ParseError(f"duration {text!r} must be positive and finite", Span.at(text, 0, len(text), "--time"))
     return val
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from einc.cli import positive_int
+    from einc.cli import count, positive_int, positive_seconds, seconds
 
     p.add_argument("--time", default="60s", metavar="DURATION", help="time budget: 90s, 10m, 1h (default 60s)")
     p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
@@ -53,15 +55,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "compiler is on PATH, else 0; 0 turns it off)")
     p.add_argument("--mode", choices=("coverage", "nofeedback", "generation"), default="coverage",
                    help="coverage-guided (default), mutation without feedback, or generation only")
-    p.add_argument("--case-timeout", type=float, default=30.0, metavar="S", help="seconds before a case is a hang")
-    p.add_argument("--reduce-time", type=float, default=60.0, metavar="S", help="seconds to reduce each new finding")
-    p.add_argument("--fresh", action="store_true", help="ignore the saved state in --out and start over")
+    p.add_argument("--max-execs", type=count, default=None, metavar="N",
+                   help="stop after N cases in all (over resumed runs), or at --time, whichever comes first")
+    p.add_argument("--case-timeout", type=positive_seconds, default=30.0, metavar="S",
+                   help="seconds before a case is a hang (default 30)")
+    p.add_argument("--reduce-time", type=seconds, default=60.0, metavar="S",
+                   help="seconds to reduce each new finding (default 60; 0 saves findings unreduced)")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore the saved state in --out and start over (the corpus's queue/ is kept: it belongs "
+                        "to the corpus, and every campaign on it starts from there)")
     p.add_argument("--fail-on", choices=("any", "einc"), default="any",
                    help="which new findings make the exit status 1: any (default), or only 'einc' ones — those that "
                         "show with einc's own compile path, no fuzzed TIR passes, schedule primitives or configs "
                         "(what a user can hit; the others are TVM robustness bugs, reported but not failing)")
-    p.add_argument("--no-progress", action="store_true", help="no progress display")
-    p.add_argument("--replay", metavar="DIR", help="re-run every regression folder under DIR and print the outcomes")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress display (there is none anyway when stderr is not a terminal, as in CI logs)")
+    p.add_argument("--replay", metavar="DIR",
+                   help="re-run every regression folder under DIR (a corpus, its regressions/, or one folder) and "
+                        "print the outcomes")
 
 
 def _say_if_spent(out, budget: float) -> None:
@@ -81,31 +92,43 @@ def _say_if_spent(out, budget: float) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import sys
+
+    from einc.errors import ParseError, Unsupported, UsageError
+    from einc.fileio import writable_dir
+
     if args.replay:
         return _replay(Path(args.replay))
     budget = parse_duration(args.time)
-    out = Path(args.out)
-    if args.fresh and out.exists():
+    share = getattr(args, "cuda_emu_share", None)
+    if share is not None and not 0.0 <= share <= 1.0:
+        raise ParseError(f"--cuda-emu-share must be between 0 and 1, got {share}")
+    if share is not None and args.target != "llvm":
+        print(f"einc fuzz: --cuda-emu-share applies to --target llvm only; a {args.target} campaign runs every "
+              f"case on {args.target}", file=sys.stderr)
+    if args.target == "cuda-emu":
+        from einc.lowering.fuzz_hooks import has_cxx
+
+        if not has_cxx():
+            raise Unsupported("--target cuda-emu needs a C++ compiler (g++, c++ or clang++) on PATH")
+    corpus = Path(args.corpus)
+    if not corpus.is_dir():
+        raise UsageError(f"no corpus folder {corpus}{' (it is a file)' if corpus.exists() else ''}: --corpus names "
+                         "a folder holding seeds/ (and the campaign's queue/ and regressions/); make an empty one "
+                         "to start without seeds")
+    out = writable_dir(args.out)  # before TVM warms up: an unwritable --out fails at once
+    if args.fresh:
         for name in ("state.json", "coverage.json"):
             (out / name).unlink(missing_ok=True)
     _say_if_spent(out, budget)
     from einc.fuzz.campaign import Campaign
 
-    share = getattr(args, "cuda_emu_share", None)
-    if share is not None and not 0.0 <= share <= 1.0:
-        from einc.errors import ParseError
-
-        raise ParseError(f"--cuda-emu-share must be between 0 and 1, got {share}")
-    if args.target == "cuda-emu":
-        from einc.lowering.fuzz_hooks import has_cxx
-
-        if not has_cxx():
-            from einc.errors import Unsupported
-
-            raise Unsupported("--target cuda-emu needs a C++ compiler (g++, c++ or clang++) on PATH")
-    camp = Campaign(args.corpus, out, seed=args.seed, budget_s=budget, jobs=args.jobs, target=args.target,
+    camp = Campaign(corpus, out, seed=args.seed, budget_s=budget, jobs=args.jobs, target=args.target,
                     mode=args.mode, case_timeout=args.case_timeout, reduce_budget_s=args.reduce_time,
-                    progress=not args.no_progress, cuda_emu_share=share)
+                    progress=not args.no_progress and sys.stderr.isatty(), cuda_emu_share=share,
+                    max_execs=args.max_execs)
+    for name in camp.skipped_seeds():
+        print(f"einc fuzz: skipping seed {name}", file=sys.stderr)
     summary = camp.run()
     new = [f for f in summary["findings"] if f["new"]]
     per_target = ", ".join(f"{t} {v['execs']}" for t, v in summary.get("targets", {}).items())
@@ -120,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         tag = "" if f in failing else "  [fuzzed TVM pipeline: reported, not failing]"
         print(f"  {f['id']}: {f['signature']}{tag}\n    {f['path']}")
     if summary.get("interrupted"):
-        return 130
+        print(f"einc fuzz: interrupted; run the same command again to go on from {out}", file=sys.stderr)
+        return 128 + summary.get("signal", 2)
     return 1 if failing else 0
 
 
@@ -146,14 +170,24 @@ def _replay(root) -> int:
     from einc.fuzz.harness import warm_up
     from einc.fuzz.replay import replay
 
-    folders = list_regressions(root.parent if root.name == "regressions" else root)
-    if not folders and root.is_dir():
-        folders = sorted(p for p in root.iterdir() if (p / "meta.json").exists())
+    from einc.errors import UsageError
+
+    if (root / "meta.json").is_file():
+        folders = [root]  # one regression folder
+    else:
+        folders = list_regressions(root.parent if root.name == "regressions" else root)
+        if not folders and root.is_dir():
+            folders = sorted(p for p in root.iterdir() if (p / "meta.json").exists())
+    if not folders:
+        what = "no such folder" if not root.exists() else "not a folder" if not root.is_dir() else \
+            "no regression folders (each holds a meta.json) in it, nor in its regressions/"
+        raise UsageError(f"nothing to replay in {root}: {what}")
     warm_up()
     failed = 0
     for folder in folders:
         v = replay(folder)
         failed += v.result == "fail"
-        print(f"{folder.name}: {v.result.upper()} [{v.meta.get('status', 'open')}] {v.outcome}"
-              + (f"\n    {v.reason}" if v.result == "fail" else ""))
+        reason = "\n    ".join(v.reason.splitlines())
+        print(f"{folder.name}: {v.result.upper()} [{v.meta.get('status', 'open') if v.outcome else '?'}] {v.outcome or 'unreadable'}"
+              + (f"\n    {reason}" if v.result == "fail" else ""))
     return 1 if failed else 0
