@@ -240,6 +240,29 @@ def load_regression(folder: str | os.PathLike) -> tuple[Case, dict]:
         raise UsageError(f"regression folder {folder}: cannot read {name}: {why}") from None
 
 
+def rewrite_case(folder: str | os.PathLike, case: Case, meta_update: dict) -> None:
+    """Replace a regression folder's case (``case.ein``, ``pipeline.txt``, ``meta.json``'s ``case``)
+    as a whole: the new folder is assembled beside it and swapped in, so a kill leaves the old one
+    or the new one (the old one, renamed ``.NAME.old``, until the swap finishes)."""
+    folder = Path(folder)
+    meta = {**json.loads((folder / "meta.json").read_text()), **meta_update, "case": case.to_json()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for p in folder.iterdir():
+            if p.is_file() and p.name not in ("case.ein", "pipeline.txt", "meta.json"):
+                shutil.copy2(p, tmp / p.name)
+        (tmp / "case.ein").write_text(case_text(case))
+        (tmp / "pipeline.txt").write_text(case.pipeline.to_text())
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+        old = folder.with_name(f".{folder.name}.old")
+        os.rename(folder, old)
+        os.rename(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def list_regressions(corpus) -> list[Path]:
     root = regressions_dir(corpus)
     if not root.is_dir():

@@ -639,3 +639,32 @@ def test_a_seed_that_cannot_be_read_is_named(tmp_path):
     skipped = camp.skipped_seeds()
     assert len(skipped) == 2 and "broken.ein" in skipped[0] and "'nosuch'" in skipped[1]
     assert len(fcorpus.load_seeds(corpus)) == 1
+
+
+def test_reduce_a_folder_again_in_place(tmp_path, capsys):
+    """``einc fuzz --reduce FOLDER`` shrinks a hand-made (or half-reduced) finding while it keeps its
+    recorded signature, and swaps the folder in whole; a folder whose signature no longer shows is
+    refused."""
+    from einc.fuzz.harness import run_case_isolated
+    from einc.ir.nodes import Program, Value
+
+    t, u = TensorType((6, 5, 4), "float32"), TensorType((4, 6, 5), "float32")
+    prog = Program((Value("x", t), Value("y", TensorType((7,), "float32"))),
+                   (Einsum("p", ("x",), ("ijk",), "kij", u), Einsum("q", ("p", "p"), ("abc", "abc"), "abc", u),
+                    Einsum("s", ("y",), ("i",), "", TensorType((), "float32"))), ("q", "s"))
+    case = Case(prog, FuzzPipeline(passes="canonicalize,transposes", target="interp"), seed=2)
+    got = run_case_isolated(case, coverage=False, faults=("inverse_permutation",))[0]
+    assert got.is_bug
+    folder = fcorpus.save_regression(tmp_path, case, got, extra_meta={"faults": ["inverse_permutation"]})
+    (folder / "note.txt").write_text("kept")
+    rc, text = _fuzz_cli(capsys, "--reduce", folder, "--reduce-time", 60)
+    assert rc == 0 and "-> " in text, text
+    small, meta = fcorpus.load_regression(folder)
+    assert small.size < case.size and len(small.program.outputs) == 1 and meta["reduce_again"]["steps"] >= 1
+    assert run_case_isolated(small, coverage=False, faults=("inverse_permutation",))[0].signature == got.signature
+    assert (folder / "note.txt").read_text() == "kept"
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # nothing left beside it
+    meta["faults"] = []
+    (folder / "meta.json").write_text(json.dumps(meta))
+    rc, text = _fuzz_cli(capsys, "--reduce", folder)
+    assert rc == 2 and "does not show its recorded" in text

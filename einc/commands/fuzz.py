@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(what a user can hit; the others are TVM robustness bugs, reported but not failing)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display (there is none anyway when stderr is not a terminal, as in CI logs)")
+    p.add_argument("--reduce", metavar="FOLDER",
+                   help="reduce one regression folder again, in place (e.g. a case written by hand), for up to "
+                        "--reduce-time seconds; the folder's recorded signature must still show")
     p.add_argument("--replay", metavar="DIR",
                    help="re-run every regression folder under DIR (a corpus, its regressions/, or one folder) and "
                         "print the outcomes")
@@ -99,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.replay:
         return _replay(Path(args.replay))
+    if args.reduce:
+        return _reduce(Path(args.reduce), args.reduce_time)
     budget = parse_duration(args.time)
     share = getattr(args, "cuda_emu_share", None)
     if share is not None and not 0.0 <= share <= 1.0:
@@ -191,3 +196,33 @@ def _replay(root) -> int:
         print(f"{folder.name}: {v.result.upper()} [{v.meta.get('status', 'open') if v.outcome else '?'}] {v.outcome or 'unreadable'}"
               + (f"\n    {reason}" if v.result == "fail" else ""))
     return 1 if failed else 0
+
+
+def _reduce(folder, budget: float) -> int:
+    """Reduce a regression folder's case again while it keeps its recorded signature."""
+    from einc.errors import UsageError
+    from einc.fuzz.corpus import load_regression, rewrite_case
+    from einc.fuzz.harness import run_case_isolated, warm_up
+    from einc.fuzz.reduce import reduce
+
+    if not (folder / "meta.json").is_file():
+        raise UsageError(f"{folder} is not a regression folder (it holds no meta.json)")
+    case, meta = load_regression(folder)
+    faults, timeout = tuple(meta.get("faults") or ()), meta.get("timeout_s", 60)
+    warm_up(case.pipeline.target)
+
+    def test(c):
+        return run_case_isolated(c, timeout=timeout, coverage=False, faults=faults)[0]
+
+    now = test(case)
+    if now.signature != meta["signature"]:
+        raise UsageError(f"{folder.name} does not show its recorded {meta['signature']} (now {now}): nothing to "
+                         "reduce; replay it, or record what it shows now")
+    reduced, info = reduce(case, test, meta["signature"], max_tests=10**6, budget_s=budget)
+    if reduced == case:
+        print(f"{folder.name}: already minimal within {info['tests']} tests ({info['seconds']}s)")
+        return 0
+    rewrite_case(folder, reduced, {"reduce_again": info})
+    print(f"{folder.name}: size {tuple(info['size_before'])} -> {tuple(info['size_after'])} (structure, elements, "
+          f"pipeline) in {info['steps']} steps, {info['tests']} tests, {info['seconds']}s")
+    return 0
