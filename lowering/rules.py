@@ -28,3 +28,23 @@ def _copy(sch):
         return sch.copy()
     except Exception:  # noqa: BLE001 - TVM InternalError
         return type(sch)(sch.mod)
+
+
+def reverse_inline(sch, consumer) -> None:
+    """``sch.reverse_compute_inline(consumer)``, refused (``ValueError``) when a producer it would
+    merge into runs under a predicate (a ``T.where`` of a partial tile): TVM 0.27 gives the merged
+    block the consumer's predicate alone, dropping the producer's, so the partial tile's copy-out
+    wrote past its columns (float16 x bool ``ac,bc->ab`` at N = 48 with 32-wide tiles overwrote the
+    next row: found by the fuzzer on cuda-emu).  Callers keep the consumer a block of its own."""
+    from ._tvm import s_tir, tirx
+
+    for p in sch.get_producers(consumer):
+        loops = sch.get_loops(p)
+        body = sch.get(loops[-1]).body if loops else None
+        for stmt in getattr(body, "seq", None) or [body]:
+            if isinstance(stmt, s_tir.SBlockRealize) and stmt.block.same_as(sch.get(p)):
+                pred = stmt.predicate
+                if not (isinstance(pred, tirx.IntImm) and int(pred) == 1):
+                    raise ValueError(f"block {stmt.block.name_hint} runs under a predicate ({pred}): "
+                                     "inlining its consumer would drop it")
+    sch.reverse_compute_inline(consumer)

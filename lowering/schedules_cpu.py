@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from einc.ir.nodes import Einsum, Program, einsum_sizes
 
-from .rules import first_rule
+from .rules import first_rule, reverse_inline
 
 SCHEDULE_VERSION = 3
 
@@ -391,7 +391,7 @@ def _gemm(sch, name, st, vbits):
     conv, st.convert_inlined = "", False
     if st.convert_block and _has_block(sch, st.convert_block):
         try:
-            sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
+            reverse_inline(sch, sch.get_sblock(st.convert_block))
             what = ["cropped"] * bool(st.padded) + ["converted"] * (st.acc_dtype != storage_dtype(st.dtype))
             st.convert_inlined, conv = True, f", {' and '.join(what) or 'copied'} in the tile copy"
         except Exception:  # noqa: BLE001 - ScheduleError: the output block is scheduled on its own

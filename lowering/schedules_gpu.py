@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 
-from .rules import first_rule
+from .rules import first_rule, reverse_inline
 
 SCHEDULE_VERSION = 1
 #: streaming multiprocessors assumed when deciding on split-K (H100 SXM: 132)
@@ -321,7 +321,7 @@ def _fold_convert(sch, name, st) -> bool:
     if not _convert_foldable(st, name):
         return False
     try:
-        sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
+        reverse_inline(sch, sch.get_sblock(st.convert_block))
     except Exception:  # noqa: BLE001 - the conversion stays a map kernel of its own
         return False
     return True
@@ -761,7 +761,7 @@ def _gemm(sch, name, st):
     sch.reverse_compute_at(cl, nt)
     if st.convert_block and wb is None:
         try:
-            sch.reverse_compute_inline(sch.get_sblock(st.convert_block))
+            reverse_inline(sch, sch.get_sblock(st.convert_block))
         except Exception:  # noqa: BLE001 - leave the conversion to its own map kernel
             pass
     # stage every operand's K tile through shared memory, loaded cooperatively
@@ -796,9 +796,13 @@ def _gemm(sch, name, st):
             j = tiled.index(labs[pos])
             sch.reorder(*inner[j + 1:], inner[j])
             inner = sch.get_loops(ss)[below_ko:]
+        last = _ext(sch, inner[-1])
         f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         total = _ext(sch, f)
-        vec = 4 if total % (nthreads * 4) == 0 else (2 if total % (nthreads * 2) == 0 else 1)
+        # lanes of one vector must be consecutive elements of the tile's innermost axis: a 3-long
+        # axis copied 2 lanes at a time indexes by //3 and %3, which TVM cannot vectorize (an
+        # eval_vec_ check failed: adc,db->ab with c = 3, found by the fuzzer on cuda-emu)
+        vec = next((v for v in (4, 2) if total % (nthreads * v) == 0 and last % v == 0), 1)
         if not _vector_safe(sch, ss):
             vec = 1
         if kt and cfg["async"] and not cfg.get("tvm_bug_async_strided"):
