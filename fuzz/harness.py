@@ -73,8 +73,9 @@ def make_inputs(prog: Program, seed: int) -> list[np.ndarray]:
     return out
 
 
-def _abs_bound(prog: Program, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Per output element, the sum of |products| (float64, casts as identity): the rounding scale."""
+def _abs_bounds(prog: Program, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per value (inputs included) and element, the sum of |products| (float64, casts as identity):
+    the rounding scale."""
     env = {v.name: np.abs(np.asarray(a).astype(np.complex128 if np.iscomplexobj(a) else np.float64))
            for v, a in zip(prog.inputs, inputs)}
     for op in prog.body:
@@ -83,7 +84,7 @@ def _abs_bound(prog: Program, inputs: list[np.ndarray]) -> list[np.ndarray]:
             env[op.result] = xs[0]
         else:
             env[op.result] = np.asarray(np.einsum(op.subscripts, *xs, optimize=False) if xs else np.zeros(()))
-    return [np.real(env[o]).astype(np.float64) for o in prog.outputs]
+    return {name: np.real(a).astype(np.float64) for name, a in env.items()}
 
 
 #: bits of integers a float dtype holds exactly
@@ -105,11 +106,11 @@ def _unstable(prog: Program, inputs: list[np.ndarray], eps: float) -> list[np.nd
     def is_float(dt: str) -> bool:
         return dt in EPS and not dt.startswith("complex")
 
-    env, absb, exact, tol, amb = {}, {}, {}, {}, {}
+    absb = _abs_bounds(prog, inputs)
+    env, exact, tol, amb = {}, {}, {}, {}
     for v, a in zip(prog.inputs, inputs):
         a = np.asarray(a)
         env[v.name] = a
-        absb[v.name] = np.abs(a.astype(np.complex128 if np.iscomplexobj(a) else np.float64))
         exact[v.name] = not is_float(v.type.dtype) or bool(np.all(np.mod(a, 1) == 0))
         tol[v.name] = np.zeros(a.shape)  # inputs are what they are: nothing rounded yet
         amb[v.name] = np.zeros(a.shape, bool)
@@ -118,13 +119,8 @@ def _unstable(prog: Program, inputs: list[np.ndarray], eps: float) -> list[np.nd
         xs = [env[o] for o in op.operands]
         with np.errstate(all="ignore"):
             val = np.asarray(interp.eval_op(op, xs))
-            if isinstance(op, Cast):
-                absb[op.result] = absb[op.operand]
-            else:
-                absb[op.result] = np.asarray(np.einsum(op.subscripts, *[absb[o] for o in op.operands],
-                                                       optimize=False) if xs else np.zeros(()))
         env[op.result] = val
-        bound = np.real(absb[op.result]).astype(np.float64)
+        bound = absb[op.result]
         exact[op.result] = all(exact[o] for o in op.operands) and (
             not is_float(dt) or (bool(np.all(np.mod(val, 1) == 0)) and bool(np.all(bound < 2.0 ** _EXACT_BITS[dt]))))
         if is_float(dt) and not exact[op.result]:
@@ -184,7 +180,8 @@ def compare(prog: Program, inputs, ref: list[np.ndarray], got: list[np.ndarray])
             continue
         if dt in EPS:
             if bound is None:
-                bound = _abs_bound(prog, inputs)
+                bounds = _abs_bounds(prog, inputs)
+                bound = [bounds[o] for o in prog.outputs]
             rr = r.astype(np.complex128 if np.iscomplexobj(r) else np.float64)
             gg = g.astype(rr.dtype)
             tol = 4 * eps * _terms(prog) * bound[j] + 4 * eps * np.abs(rr) + 1e-30
