@@ -20,6 +20,7 @@ problem.  Syntax errors are named by example tables, as lark's ``match_examples`
 """
 from __future__ import annotations
 
+import decimal
 import difflib
 import functools
 import re
@@ -31,7 +32,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from einc.errors import EincError, ParseError, Span
 from einc.ir.nodes import Cast, Einsum, Program, Value
-from einc.ir.types import DTYPES, TensorType, result_dtype
+from einc.ir.types import DTYPES, TensorType, result_dtype, too_many_elements
 from einc.ir.verify import verify
 
 # --------------------------------------------------------------------------------------------
@@ -169,6 +170,10 @@ class BadCallArgument(ParseError):
 
 class BadOutputs(ParseError):
     """A program ends with one ``output NAME, ...`` statement naming defined values."""
+
+
+class TooLarge(ParseError):
+    """A tensor has 2^63 or more elements (or a size of 2^63 or more): einc indexes with 64-bit integers."""
 
 
 # Syntax error kinds by example: a broken text fails in the same parser state as its examples.
@@ -427,7 +432,12 @@ class _Builder:
         return name
 
     def type(self, rec: TypeRec) -> TensorType:
-        return TensorType(tuple(int(s) for s in rec.sizes), self.dtype(rec.dtype))
+        dtype = self.dtype(rec.dtype)
+        shape = tuple(int(decimal.Decimal(s)) for s in rec.sizes)  # int(str) refuses over 4300 digits
+        why = too_many_elements(shape)
+        if why:
+            raise TooLarge(f"shape has {why}", self.span(rec.sizes[0].start_pos, rec.sizes[-1].end_pos))
+        return TensorType(shape, dtype)
 
     # -- statements
     def statement(self, rec) -> None:
@@ -473,6 +483,9 @@ class _Builder:
         else:
             raise UnknownFunction(f"unknown function {func!r}{_near(func, ['einsum', 'cast'])}; "
                                   "a step calls einsum or cast", self.tok_span(call.func))
+        why = too_many_elements(op.type.shape)
+        if why:  # an einsum of small operands can be large (an outer product)
+            raise TooLarge(f"{func} result {name!r} has {why}", self.span(call.func.start_pos, call.end))
         if rec.type is not None:
             want = self.type(rec.type)
             if want != op.type:
@@ -589,4 +602,4 @@ def expression_program(subscripts: str, shapes, dtypes="float32", *, filename: s
 
 __all__ = ["parse_program", "parse_program_file", "expression_program", "SYNTAX_EXAMPLES"] + [
     c.__name__ for c in (ProgramSyntaxError, UnknownStatement, UnknownFunction, UnknownDtype, UndefinedName,
-                         Redefinition, AnnotationMismatch, OperandCount, BadCallArgument, BadOutputs)]
+                         Redefinition, AnnotationMismatch, OperandCount, BadCallArgument, BadOutputs, TooLarge)]

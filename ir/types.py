@@ -7,11 +7,22 @@ from dataclasses import dataclass
 import numpy as np
 
 def too_many_elements(shape) -> str | None:
-    """Why a tensor of ``shape`` cannot exist in einc (kernels index with 64-bit integers), or None."""
+    """Why a tensor of ``shape`` cannot exist in einc (kernels index with 64-bit integers), or None.
+
+    A size of 2^63 or more is refused even when another size is 0 (numpy refuses it too, and such a
+    size may have too many digits for ``str``)."""
     n = math.prod(shape)
     if n >= 2**63:
-        return f"{n:.3g} elements; einc indexes with 64-bit integers (fewer than 2^63)"
+        return f"{_approx(n)} elements; einc indexes with 64-bit integers (fewer than 2^63)"
+    big = max(shape, default=0)
+    if big >= 2**63:
+        return f"a size of {_approx(big)}; einc indexes with 64-bit integers (sizes below 2^63)"
     return None
+
+
+def _approx(n: int) -> str:
+    """``n`` to 3 digits, also past the float range (where ``f"{n:.3g}"`` overflows)."""
+    return f"{n:.3g}" if n < 10**300 else f"about 1e+{int(math.log10(n))}"
 
 
 DTYPES: tuple[str, ...] = (

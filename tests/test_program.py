@@ -200,6 +200,22 @@ def test_shape_mismatch_names_operands_and_axis():
     assert (e.value.line, e.value.column) == (3, 17)  # the second operand's d
 
 
+@pytest.mark.parametrize("text, where, length, msg", [
+    ("input q: float32[99999999999999999999]\noutput q", (1, 18), 20, "shape has 1e+20 elements"),
+    ("input q: float32[2, 99999999999999999999]\noutput q", (1, 18), 23, "shape has 2e+20 elements"),
+    ("input q: float32[0, 99999999999999999999]\noutput q", (1, 18), 23, "a size of 1e+20"),  # even if empty
+    ("input q: float32[0, " + "9" * 5000 + "]\noutput q", (1, 18), 5003, "a size of about 1e+5000"),  # > int()'s digits
+    ("input a: float32[4294967296]\ninput b: float32[4294967296]\nc = einsum('i,j->ij', a, b)\noutput c",
+     (3, 5), 23, "einsum result 'c' has 1.84e+19 elements"),
+], ids=["elements", "product", "empty", "digits", "einsum"])
+def test_too_large_shapes_point_at_their_sizes(text, where, length, msg):
+    with pytest.raises(P.TooLarge) as e:
+        parse_program(text, filename="t.ein")
+    assert (e.value.line, e.value.column) == where and msg in e.value.message
+    assert "64-bit integers" in e.value.message
+    assert str(e.value).split("\n")[3] == " " * (where[1] + 1) + "^" * length
+
+
 @pytest.mark.parametrize("kind", list(P.SYNTAX_EXAMPLES))
 def test_each_syntax_example_is_named_by_its_own_kind(kind):
     # the example table is unambiguous: an example raises the kind it is listed under
@@ -337,6 +353,24 @@ def test_cli_parse_without_shapes_or_file(capsys):
 
     assert main(["parse", "ij,jk"]) == 2
     assert "--shapes" in capsys.readouterr().err
+
+
+def test_cli_too_large_shape_is_positioned(tmp_path, capsys):
+    from einc.cli import main
+
+    path = tmp_path / "big.ein"
+    path.write_text("input q: float32[99999999999999999999]\ns = einsum('i->', q)\noutput s\n")
+    assert main(["parse", str(path)]) == 2
+    err = capsys.readouterr().err.split("\n")
+    assert err[0] == "einc parse: error: shape has 1e+20 elements; einc indexes with 64-bit integers (fewer than 2^63)"
+    assert err[1:4] == [f"{path}:1:18", "  input q: float32[99999999999999999999]", " " * 19 + "^" * 20]
+
+
+def test_cli_shapes_past_the_float_range(capsys):
+    from einc.cli import main
+
+    assert main(["parse", "abcdefghijklmnop", "--shapes", "x".join(["99999999999999999999"] * 16)]) == 2
+    assert "about 1e+320 elements" in capsys.readouterr().err
 
 
 def _einc(*args, stdin=None):
