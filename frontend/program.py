@@ -11,7 +11,8 @@
 One statement a line: ``input NAME: TYPE``, ``NAME [: TYPE] = einsum("SUBSCRIPTS", NAME, ...)``,
 ``NAME [: TYPE] = cast(NAME, DTYPE)``, and one ``output NAME, ...`` last.  A type is
 ``DTYPE[SIZE, ...]`` (``float32[]`` is 0-d).  Subscripts are numpy's (implicit output, ``...``,
-repeated labels).  An annotation is checked against the type the step computes.
+repeated labels).  An annotation is checked against the type the step computes.  A leading byte order
+mark is skipped.
 
 Parsing runs in two stages: the Lark grammar (``program.lark``, LALR) turns the text into
 statement records that keep their tokens, then ``_Builder`` resolves names, types each step and
@@ -564,6 +565,7 @@ def parse_program(text: str, filename: str = "<input>") -> Program:
     Raises ``ParseError`` (or a subclass naming the kind) with a caret at the offending
     character, or ``ShapeMismatch`` when operand sizes disagree.
     """
+    text = text.removeprefix("\ufeff")  # a byte order mark, skipped as Python skips it in source files
     b = _Builder(text, filename)
     for rec in _records(text, filename):
         b.statement(rec)

@@ -216,6 +216,21 @@ def test_too_large_shapes_point_at_their_sizes(text, where, length, msg):
     assert str(e.value).split("\n")[3] == " " * (where[1] + 1) + "^" * length
 
 
+def test_byte_order_mark_is_skipped():
+    text = "input q: float32[2]\nq2 = einsum('i->i', q)\noutput q2\n"
+    assert parse_program("\ufeff" + text) == parse_program(text)
+    with pytest.raises(P.UnknownDtype) as e:
+        parse_program("\ufeffinput q: float31[2]\noutput q", filename="t.ein")
+    assert (e.value.line, e.value.column) == (1, 10)  # columns count from after the mark
+    assert str(e.value).split("\n")[2:4] == ["  input q: float31[2]", "           ^^^^^^^"]
+
+
+def test_byte_order_mark_in_a_file(tmp_path):
+    path = tmp_path / "bom.ein"
+    path.write_bytes("input q: float32[2]\noutput q\n".encode("utf-8-sig"))
+    assert parse_program_file(path) == parse_program("input q: float32[2]\noutput q\n")
+
+
 @pytest.mark.parametrize("kind", list(P.SYNTAX_EXAMPLES))
 def test_each_syntax_example_is_named_by_its_own_kind(kind):
     # the example table is unambiguous: an example raises the kind it is listed under
