@@ -11,8 +11,8 @@
 One statement a line: ``input NAME: TYPE``, ``NAME [: TYPE] = einsum("SUBSCRIPTS", NAME, ...)``,
 ``NAME [: TYPE] = cast(NAME, DTYPE)``, and one ``output NAME, ...`` last.  A type is
 ``DTYPE[SIZE, ...]`` (``float32[]`` is 0-d).  Subscripts are numpy's (implicit output, ``...``,
-repeated labels).  An annotation is checked against the type the step computes.  A leading byte order
-mark is skipped.
+repeated labels).  An annotation is checked against the type the step computes.  A NAME is an ASCII
+identifier; a leading byte order mark is skipped.
 
 Parsing runs in two stages: the Lark grammar (``program.lark``, LALR) turns the text into
 statement records that keep their tokens, then ``_Builder`` resolves names, types each step and
@@ -342,6 +342,11 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> ParseError:
     kind = _kind_of(e, text)
     pos = e.pos_in_stream if e.pos_in_stream is not None else len(text)
     line_start = text.rfind("\n", 0, pos) + 1
+    ch = text[pos:pos + 1]
+    if isinstance(e, UnexpectedCharacters) and not ch.isascii() and ("_" + ch).isidentifier():
+        # a letter Python allows in names (é, 中) but NAME does not: say the rule, whatever the parser state
+        return BadCharacter(f"unexpected character {ch!r}: names are ASCII letters, digits and '_', "
+                            "not starting with a digit", Span.at(text, pos, 1, filename))
     if kind is MissingColon:  # "NAME NAME ..." starts an input or an output statement: which one?
         first = text[line_start:].split(None, 1)[0]
         if first == "output":
@@ -363,7 +368,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> ParseError:
         else:
             msg = f"{kind.summary}, found {found}"
         return kind(msg, Span.at(text, pos, length, filename))
-    ch, length = text[pos:pos + 1], 1
+    length = 1
     if kind is UnterminatedString:
         msg = kind.summary
     elif kind in (ProgramSyntaxError, BadCharacter):

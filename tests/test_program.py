@@ -231,6 +231,21 @@ def test_byte_order_mark_in_a_file(tmp_path):
     assert parse_program_file(path) == parse_program("input q: float32[2]\noutput q\n")
 
 
+@pytest.mark.parametrize("text, where, ch", [
+    ("input 中文: float32[2]\noutput 中文", (1, 7), "中"),
+    ("input qé: float32[2]\noutput qé", (1, 8), "é"),
+    (HEAD + "cé = einsum('ij->ji', a)\noutput cé", (3, 2), "é"),
+    (HEAD + "c = einsum('ij->ji', é)\noutput c", (3, 22), "é"),
+    (HEAD + "output a, bé", (3, 12), "é"),
+], ids=["cjk", "input", "step", "operand", "output"])
+def test_non_ascii_names_say_what_names_may_contain(text, where, ch):
+    with pytest.raises(P.BadCharacter) as e:
+        parse_program(text)
+    assert (e.value.line, e.value.column) == where
+    assert e.value.message == (f"unexpected character {ch!r}: names are ASCII letters, digits and '_', "
+                               "not starting with a digit")
+
+
 @pytest.mark.parametrize("kind", list(P.SYNTAX_EXAMPLES))
 def test_each_syntax_example_is_named_by_its_own_kind(kind):
     # the example table is unambiguous: an example raises the kind it is listed under
