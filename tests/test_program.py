@@ -216,6 +216,22 @@ def test_too_large_shapes_point_at_their_sizes(text, where, length, msg):
     assert str(e.value).split("\n")[3] == " " * (where[1] + 1) + "^" * length
 
 
+def test_caret_keeps_the_tabs_of_the_line():
+    with pytest.raises(P.UnknownDtype) as e:
+        parse_program("\tinput q: float31[2]\n\toutput q", filename="t.ein")
+    assert (e.value.line, e.value.column) == (1, 11)
+    echoed, caret = str(e.value).split("\n")[2:4]
+    assert caret == "  \t         ^^^^^^^"
+    assert caret.expandtabs().index("^") == echoed.expandtabs().index("float31")  # as a terminal shows them
+
+
+def test_caret_counts_wide_characters_twice():
+    from einc.errors import Span
+
+    echoed, caret = Span.at("x = '中文' $", 9).render().split("\n")[1:]
+    assert caret == "  " + " " * 5 + "  " * 2 + "  ^"  # '中' and '文' take two cells each
+
+
 def test_byte_order_mark_is_skipped():
     text = "input q: float32[2]\nq2 = einsum('i->i', q)\noutput q2\n"
     assert parse_program("\ufeff" + text) == parse_program(text)
