@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -65,6 +66,23 @@ def test_unknown_pass_lists_valid_ones_with_caret():
     assert "unknown pass 'decompos'" in e.message and "decompose" in e.message and "transposes" in e.message
     assert (e.line, e.column) == (1, 15)
     assert "^^^^^^^^" in str(e)
+
+
+def test_unknown_pass_suggests_the_nearest_name(capsys):
+    from einc.cli import main
+
+    with pytest.raises(PipelineError) as ei:
+        parse_pipeline("canonicalize, canonicalise")
+    assert "unknown pass 'canonicalise' (did you mean 'canonicalize'?)" in ei.value.message
+    assert (ei.value.line, ei.value.column) == (1, 15)
+    with pytest.raises(PipelineError) as ei:
+        parse_pipeline("fold")
+    assert "did you mean" not in ei.value.message  # nothing near: only the list
+    seed = Path(__file__).resolve().parents[1] / "corpus" / "seeds" / "attention.ein"
+    assert main(["opt", str(seed), "-p", "canonicalise"]) == 2
+    err = capsys.readouterr().err.split("\n")
+    assert "did you mean 'canonicalize'?" in err[0]
+    assert err[1:4] == ["pipeline:1:1", "  canonicalise", "  " + "^" * len("canonicalise")]
 
 
 @pytest.mark.parametrize("text,col,what", [

@@ -20,6 +20,7 @@ fuzzer all speak these strings, and the fuzzer mutates the parsed tuple of pass 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import types
 import typing
@@ -106,7 +107,9 @@ def get_pass(name: str) -> type[Pass]:
         cls = getattr(importlib.import_module(mod), attr)
         _REGISTERED[name] = cls
         return cls
-    raise PipelineError(f"unknown pass {name!r}; valid passes: {', '.join(pass_names())}")
+    near = difflib.get_close_matches(name, pass_names(), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise PipelineError(f"unknown pass {name!r}{hint}; valid passes: {', '.join(pass_names())}")
 
 
 # ------------------------------------------------------------------------------------------- options
