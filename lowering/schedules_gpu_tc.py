@@ -359,14 +359,15 @@ def _operand_info(st, m_in, n_in, k):
     return a_idx, b_idx, A[-1] == m_in, B[-1] == k
 
 
-def _coop_load(sch, blk, below: int, threads: int, elem_bytes: int, vector: bool = True):
+def _coop_load(sch, blk, below: int, threads: int, elem_bytes: int, vector: bool = True, avoid: int = 0):
     """Fuse the loops of a cache block below ``below`` and split them over ``threads`` with 16-byte
-    vectors where the tile allows (``vector=False``: scalar copies); returns the vector width."""
+    vectors where the tile allows (``vector=False``: scalar copies), never ``avoid`` lanes; returns
+    the vector width."""
     inner = sch.get_loops(blk)[below:]
     f = sch.fuse(*inner) if len(inner) > 1 else inner[0]
     total = int(sch.get(f).extent)
     vec = 16 // elem_bytes if vector else 1
-    while vec > 1 and total % (threads * vec):
+    while vec > 1 and (total % (threads * vec) or vec == avoid):
         vec //= 2
     warps = threads // WARP
     if total % threads:
@@ -462,6 +463,22 @@ def gemm_tensorcore(sch, name, st) -> str:
     frag_scope = {a_idx: "wmma.matrix_a", b_idx: "wmma.matrix_b"}
     shared, frags, lanes = {}, {}, {}
     reads = [r.source.name for r in sch.get(outer_blk).reads]
+    scratch = {b.name for b in sch.get(sch.get_sblock("root")).alloc_buffers}
+
+    def written_lanes(buf: str) -> int:
+        """The vector width the step producing intermediate ``buf`` (read directly or through a
+        view) writes it with; 0 for a program input."""
+        from ._tvm import tirx
+
+        srcs = [r.source.name for r in sch.get(sch.get_sblock(buf)).reads] if buf in st.view_blocks else [buf]
+        for src in (s for s in srcs if s in scratch):
+            try:
+                loops = sch.get_loops(sch.get_sblock(src))
+            except Exception:  # noqa: BLE001 - ScheduleError: written by a block of another name
+                continue
+            last = sch.get(loops[-1]) if loops else None
+            return int(last.extent) if last is not None and last.kind == tirx.ForKind.VECTORIZED else 1
+        return 0
     big = 2 * _prod({**st.sizes, **st.padded}[c] for c in st.out_labels + st.red_labels) >= MATERIALIZE_FLOPS
     views, stored = [], []
     for idx in (0, 1):
@@ -475,7 +492,12 @@ def gemm_tensorcore(sch, name, st) -> str:
         if reads[idx] in st.view_blocks:
             (stored if scalar and big else views).append(reads[idx])
         scalar = scalar and not big
-        lanes[idx] = _coop_load(sch, ss, 3, threads, elem, vector=not scalar)  # bx, wn, ko
+        # an intermediate buffer whose every access is one vector width gets that vector type from
+        # StorageRewrite, and InjectPTXAsyncCopy then fails a lanes check on the copy (a transposed
+        # operand written 4 halves at a time and read 4 at a time: acd,cb->dab at d = 1 fell back
+        # to dlight, found by the fuzzer on cuda-emu): its copy takes another width
+        avoid = written_lanes(reads[idx]) if ASYNC_COPY else 0
+        lanes[idx] = _coop_load(sch, ss, 3, threads, elem, vector=not scalar, avoid=avoid)  # bx, wn, ko
         sch.storage_align(ss, 0, axis=-2, factor=FRAG * 2, offset=8)
         shared[idx] = ss
     for buf in views:  # a padded or K-sliced operand copy is read straight into the shared tile
