@@ -46,6 +46,10 @@ OMIT = [os.path.join(ROOT, "fuzz", "*"), os.path.join(ROOT, "einc", "testing.py"
 
 EPS = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7, "float32": 2.0 ** -23, "float64": 2.0 ** -52,
        "complex64": 2.0 ** -23, "complex128": 2.0 ** -52}
+#: the spacing of each float dtype's subnormals: a value rounded there is off by up to half of it,
+#: however small the value, which a bound relative to the values alone misses
+TINY = {"float16": 2.0 ** -24, "bfloat16": 2.0 ** -133, "float32": 2.0 ** -149, "float64": 2.0 ** -1074,
+        "complex64": 2.0 ** -149, "complex128": 2.0 ** -1074}
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -91,7 +95,7 @@ def _abs_bounds(prog: Program, inputs: list[np.ndarray]) -> dict[str, np.ndarray
 _EXACT_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
 
 
-def _unstable(prog: Program, inputs: list[np.ndarray], eps: float) -> list[np.ndarray]:
+def _unstable(prog: Program, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Per output, the elements that depend on a float turned into a bool or an integer (a cast, or
     an einsum of a non-float dtype over float operands) where the float lies within its rounding
     bound of where that conversion jumps (0 for bool, the integers for truncation): a compiled
@@ -101,7 +105,6 @@ def _unstable(prog: Program, inputs: list[np.ndarray], eps: float) -> list[np.nd
     A computed float is exact, and has no rounding bound, when its operands are exact and its
     values are integers that the dtype holds exactly (bound below ``2**bits``)."""
     types = prog.types()
-    terms = _terms(prog)
 
     def is_float(dt: str) -> bool:
         return dt in EPS and not dt.startswith("complex")
@@ -124,7 +127,7 @@ def _unstable(prog: Program, inputs: list[np.ndarray], eps: float) -> list[np.nd
         exact[op.result] = all(exact[o] for o in op.operands) and (
             not is_float(dt) or (bool(np.all(np.mod(val, 1) == 0)) and bool(np.all(bound < 2.0 ** _EXACT_BITS[dt]))))
         if is_float(dt) and not exact[op.result]:
-            tol[op.result] = 4 * eps * terms * bound + 4 * eps * np.abs(val.astype(np.float64))
+            tol[op.result] = _tolerance(prog, bound, val.astype(np.float64))
         else:
             tol[op.result] = np.zeros(val.shape)
         # which operand elements are ambiguous for this op: their own, or a float near a jump
@@ -149,6 +152,19 @@ def _unstable(prog: Program, inputs: list[np.ndarray], eps: float) -> list[np.nd
     return [amb[o] for o in prog.outputs]
 
 
+def _tolerance(prog: Program, bound: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """How far a compiled kernel's ``val`` may lie from the interpreter's, per element: rounding
+    relative to the sum of |products| ``bound`` and to the value, in the program's coarsest float
+    dtype, plus that dtype's subnormal spacing for each term (a float16 intermediate the kernel
+    keeps in float32 where the interpreter rounds it to 7.7e-7 is one subnormal step away)."""
+    types = prog.types().values()
+    eps = max([EPS.get(t.dtype, 0.0) for t in types] + [0.0])
+    tiny = max([TINY.get(t.dtype, 0.0) for t in types] + [0.0])
+    terms = _terms(prog)
+    scale = max(1.0, float(bound.max())) if bound.size else 1.0
+    return 4 * eps * terms * bound + 4 * eps * np.abs(val) + 4 * terms * tiny * scale + 1e-30
+
+
 def _terms(prog: Program) -> int:
     types = prog.types()
     n = 2
@@ -169,7 +185,6 @@ def compare(prog: Program, inputs, ref: list[np.ndarray], got: list[np.ndarray])
     for floats, except elements ``_unstable`` leaves open); otherwise a description of the first
     mismatch."""
     types = prog.types()
-    eps = max([EPS.get(t.dtype, 0.0) for t in types.values()] + [0.0])
     bound = unstable = None
     for j, (name, r, g) in enumerate(zip(prog.outputs, ref, got)):
         dt = types[name].dtype
@@ -184,13 +199,13 @@ def compare(prog: Program, inputs, ref: list[np.ndarray], got: list[np.ndarray])
                 bound = [bounds[o] for o in prog.outputs]
             rr = r.astype(np.complex128 if np.iscomplexobj(r) else np.float64)
             gg = g.astype(rr.dtype)
-            tol = 4 * eps * _terms(prog) * bound[j] + 4 * eps * np.abs(rr) + 1e-30
+            tol = _tolerance(prog, bound[j], rr)
             bad = ~((np.abs(gg - rr) <= tol) | (np.isnan(rr) & np.isnan(gg)) | (rr == gg))
         else:
             bad = r != g
         if np.any(bad):
             if unstable is None:
-                unstable = _unstable(prog, inputs, eps)
+                unstable = _unstable(prog, inputs)
             bad &= ~unstable[j]
         if np.any(bad):
             idx = tuple(int(i) for i in np.argwhere(bad)[0])

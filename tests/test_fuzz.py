@@ -160,6 +160,14 @@ def test_compare_catches_a_wrong_float_and_an_off_by_one_int():
     ys = make_inputs(q, 0)
     r = interp.run(q, *ys)
     assert compare(q, ys, r, [r[0] + 1]) is not None
+    # float16 sums among the subnormals (spacing 2^-24): one step is rounding however small the
+    # value (an intermediate a kernel keeps in float32), a thousand steps are not
+    h = single_einsum("i,i->", [TensorType((4,), "float16")] * 2)
+    hs = [np.full(4, 1e-3, np.float16), np.full(4, 2.5e-4, np.float16)]
+    r = interp.run(h, *hs)
+    assert 0 < abs(float(r[0])) < 2.0 ** -14  # subnormal
+    assert compare(h, hs, r, [r[0] + np.float16(2.0 ** -24)]) is None
+    assert compare(h, hs, r, [r[0] + np.float16(1000 * 2.0 ** -24)]) is not None
 
 
 def test_compare_leaves_open_only_conversions_that_rounding_can_flip():
