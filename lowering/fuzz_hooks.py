@@ -14,6 +14,7 @@ is placed in a stage).  TVM is reached only through ``lowering._tvm``.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Callable
 
@@ -597,4 +598,7 @@ def run_cuda_emu(built: Built, arrays: list[np.ndarray], *, mark: Callable[[str]
 
 
 def _first_error(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if "error:" in ln), text.splitlines()[0] if text else "")[:300]
+    """The host compiler's first ``error:`` line, without the ``/tmp/.../k<hash>.cpp:LINE:COL:`` in
+    front (a file named after the kernel's hash: kept, it gave one bug a signature per case)."""
+    line = next((ln.strip() for ln in text.splitlines() if "error:" in ln), text.splitlines()[0] if text else "")
+    return re.sub(r"^\S+\.(?:cpp|cu|cc|h):\d+(?::\d+)?:\s*", "", line)[:300]

@@ -805,6 +805,11 @@ def _gemm(sch, name, st):
         vec = next((v for v in (4, 2) if total % (nthreads * v) == 0 and last % v == 0), 1)
         if not _vector_safe(sch, ss):
             vec = 1
+        if read_names[i] in st.view_blocks and _bytes(str(sch.get(ss).writes[0].source.dtype)) == 1:
+            # a padded operand's copy selects zeros past its end; TVM 0.27's CUDA C declares the
+            # 4-lane condition of a char4 select as an int, code no compiler takes (float16 x int8
+            # ac,cb->ba at K = 17, found by the CI campaign): 1-byte padded tiles copy one at a time
+            vec = 1
         if kt and cfg["async"] and not cfg.get("tvm_bug_async_strided"):
             # TVM 0.27's InjectPTXAsyncCopy turns a vector copy into one 16-byte cp.async even when
             # the shared side is strided (the K-major tile): wrong results.  4-byte copies are exact

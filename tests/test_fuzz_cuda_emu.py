@@ -9,6 +9,7 @@ import pytest
 
 from einc.fuzz.case import Case, FuzzPipeline
 from einc.fuzz.mutate import PIPELINE_MUTATORS, mutate_pipeline, random_pipeline
+from einc.fuzz.outcome import Outcome
 from einc.fuzz.space import GPU_KNOBS, parse_gpu_knob
 from einc.ir.nodes import Einsum, Program, Value, single_einsum
 from einc.ir.types import TensorType
@@ -270,3 +271,17 @@ def test_scratch_buffer_reused_through_a_smaller_view_gets_its_full_size(monkeyp
     assert scratch.get("t6__acc") == (49,), bufs
     res = execute(Case(prog, FuzzPipeline(target="cuda-emu"), seed=1), coverage=False)
     assert res["outcome"]["symptom"] == "ok", res["outcome"]
+
+
+def test_a_host_compiler_error_is_signed_without_the_kernels_file_name():
+    """The emulator's source file is named after the kernel's hash: left in the message, one bug got
+    a signature (and a regression folder) per case, as the CI campaign showed (two folders for one
+    char4-select bug)."""
+    from einc.lowering.fuzz_hooks import _first_error
+
+    msgs = [f"In function:\n/tmp/einc-cuda-emu-0/{name}.cpp:{line}:75: error: request for member 'y' in 'v__13'"
+            for name, line in (("kd9a45ee151a1eab499e6", 355), ("k29fbe95aab32095be9a5", 328))]
+    firsts = [_first_error(m) for m in msgs]
+    assert firsts[0] == firsts[1] == "error: request for member 'y' in 'v__13'"
+    outs = [Outcome("compile_error", "codegen", "EincError", f"does not compile: {f}") for f in firsts]
+    assert outs[0].signature == outs[1].signature
