@@ -33,17 +33,24 @@ def needs_tvm(folder) -> bool:
     return (meta.get("case", {}).get("pipeline", {}) or {}).get("target", "llvm") != "interp"
 
 
+def run_recorded(case, meta: dict, timeout: float | None = None) -> Outcome:
+    """``case`` run in a child the way its folder records it: the folder's timeout and planted faults."""
+    from .harness import run_case_isolated
+
+    return run_case_isolated(case, timeout=timeout or meta.get("timeout_s", 60), coverage=False,
+                             faults=tuple(meta.get("faults") or ()))[0]
+
+
 def reproduce(folder, *, in_process: bool = False) -> int:
     """What a folder's ``repro.py`` runs: the case once, outcome printed; 1 while the recorded signature shows."""
-    from .harness import execute, run_case_isolated, warm_up
+    from .harness import execute, warm_up
 
     case, meta = load_regression(folder)
-    faults = tuple(meta.get("faults") or ())
     if in_process:
-        outcome = Outcome.from_json(execute(case, coverage=False, faults=faults)["outcome"])
+        outcome = Outcome.from_json(execute(case, coverage=False, faults=tuple(meta.get("faults") or ()))["outcome"])
     else:
         warm_up()
-        outcome = run_case_isolated(case, timeout=meta.get("timeout_s", 60), coverage=False, faults=faults)[0]
+        outcome = run_recorded(case, meta)
     print("outcome:  ", outcome)
     print("recorded: ", meta["signature"])
     return 1 if outcome.signature == meta["signature"] else 0
@@ -53,14 +60,11 @@ def replay(folder, timeout: float | None = None) -> Verdict:
     """The verdict on one folder; a folder that cannot be read fails, with the reason (no outcome)."""
     from einc.errors import EincError
 
-    from .harness import run_case_isolated
-
     try:
         case, meta = load_regression(folder)
     except EincError as e:
         return Verdict("fail", str(e), None, {})
-    outcome = run_case_isolated(case, timeout=timeout or meta.get("timeout_s", 60), coverage=False,
-                                faults=tuple(meta.get("faults") or ()))[0]
+    outcome = run_recorded(case, meta, timeout)
     status = meta.get("status", "open")
     if status == "open":
         if outcome.signature == meta["signature"]:

@@ -202,17 +202,15 @@ def _reduce(folder, budget: float) -> int:
     """Reduce a regression folder's case again while it keeps its recorded signature."""
     from einc.errors import UsageError
     from einc.fuzz.corpus import load_regression, rewrite_case
-    from einc.fuzz.harness import run_case_isolated, warm_up
+    from einc.fuzz.harness import warm_up
     from einc.fuzz.reduce import reduce
+    from einc.fuzz.replay import run_recorded
 
-    if not (folder / "meta.json").is_file():
-        raise UsageError(f"{folder} is not a regression folder (it holds no meta.json)")
-    case, meta = load_regression(folder)
-    faults, timeout = tuple(meta.get("faults") or ()), meta.get("timeout_s", 60)
+    case, meta = load_regression(folder)  # a UsageError naming the file it cannot read
     warm_up(case.pipeline.target)
 
     def test(c):
-        return run_case_isolated(c, timeout=timeout, coverage=False, faults=faults)[0]
+        return run_recorded(c, meta)
 
     now = test(case)
     if now.signature != meta["signature"]:
