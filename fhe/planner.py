@@ -396,11 +396,20 @@ def _assign(sizes: dict, order: list, prefs: list, slots: int) -> dict:
                 block[l], _ = ax.block, fixed.add(l)
     for l in order:
         block.setdefault(l, sizes[l])
+    # the axes of a diagonal (i, i', ...) are tiled alike: a tile of i meets the same index range of i'
+    group = {l: [m for m in order if m.rstrip("'") == l.rstrip("'")] for l in order}
+    for l in order:
+        b = min(block[m] for m in group[l])
+        if block[l] != b:
+            block[l] = b
+            fixed.discard(l)
     while sum(width_of(b) for b in block.values()) > nbits:
         free = [l for l in order if l not in fixed and block[l] > 1] or [l for l in order if block[l] > 1]
         l = max(free, key=lambda l: width_of(block[l]))
-        block[l] = 1 << (width_of(block[l]) - 1)
-        fixed.discard(l)
+        half = 1 << (width_of(block[l]) - 1)
+        for m in group[l]:
+            block[m] = half
+            fixed.discard(m)
     for attempt in (prefs, []):
         shift, used = {}, 0
         for pref in attempt:

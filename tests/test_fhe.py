@@ -108,6 +108,9 @@ FEATURES = [
     ("ij,j->i", [(33, 70), (70,)]),
     ("ii->i", [(40, 40)]),
     ("ijk,ikl->ijl", [(5, 6, 7), (5, 7, 3)]),
+    ("iij,j->i", [(17, 17, 2), (2,)]),                 # tiled diagonal: i and i' must tile alike
+    ("ij,jj->i", [(2, 17), (17, 17)]),
+    ("aa,bab->", [(3, 3), (33, 3, 33)]),
 ]
 
 #: plaintext mode only where an operand stays encrypted (a single operand cannot be the plaintext one)
