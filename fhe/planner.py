@@ -552,7 +552,8 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
             except FheError as e:       # this field assignment cannot rearrange an operand: try the next
                 error = e
                 break
-            too_deep = levels_given and cand.depth > min(levels[o.index] for o in ops_ct)
+            # depth counts down from the highest operand (lower ones are mod-switched down to meet it)
+            too_deep = levels_given and cand.depth > max(levels[o.index] for o in ops_ct)
             over = max_keys is not None and len(cand.rotation_keys) > max_keys
             key = (too_deep, over, round(cand.cost, 6), cand.depth, len(cand.rotation_keys))
             if best is None or key < best[0]:
@@ -566,7 +567,7 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
     result.pt_merge = pt_merge
     result.input_levels = tuple(levels)
     if levels_given:
-        avail = min(levels[o.index] for o in ops_ct)
+        avail = max(levels[o.index] for o in ops_ct)
         if result.depth > avail:
             raise FheError(f"{expr}: the plan needs {result.depth} levels but the encrypted operands have only "
                            f"{avail}; create the Context with depth>={result.depth} (or pass plan=)")

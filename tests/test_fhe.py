@@ -167,6 +167,22 @@ def test_mixed_levels_modswitch(small):
     np.testing.assert_allclose(small.decrypt(y), (a * b) @ c, atol=1e-9)
 
 
+def test_operands_at_different_levels_use_every_level_left():
+    """A product at level 1 times a fresh operand at level 2 fits a depth-2 context (the fresh one is
+    mod-switched down): it used to be refused because the plan's depth was held against the lowest operand."""
+    ctx = fhe.Context("sim", SMALL, depth=2, security=None)
+    a, b, c = np.arange(1.0, 5.0), np.full(4, 3.0), np.linspace(-1, 1, 4)
+    x = fhe.einsum("i,i->i", ctx.encrypt(a), ctx.encrypt(b))
+    assert x.level == 1
+    y = fhe.einsum("i,i->i", x, ctx.encrypt(c))
+    assert y.level == 0
+    np.testing.assert_allclose(ctx.decrypt(y), a * b * c, atol=1e-9)
+    np.testing.assert_allclose(ctx.decrypt(fhe.einsum("i,i,i->i", x, ctx.encrypt(c), ctx.encrypt(c))),
+                               a * b * c * c, atol=1e-9)      # the two fresh ones first, then x
+    with pytest.raises(FheError, match="needs 3 levels"):
+        fhe.einsum("i,i->i", y, ctx.encrypt(c))
+
+
 def test_all_plaintext_is_numpy():
     out = fhe.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((3, 2)))
     assert isinstance(out, np.ndarray) and out.tolist() == [[3.0, 3.0], [3.0, 3.0]]
