@@ -125,7 +125,7 @@ class Context:
         if a.dtype.kind not in "biuf":
             raise FheError(f"encrypt takes real numbers, not {a.dtype}"
                            + (" (CKKS slots hold reals here: encrypt .real and .imag apart)" if a.dtype.kind == "c" else ""))
-        a = a.astype(np.float64)
+        a = _finite(a.astype(np.float64), "encrypt")
         if layout is None:
             layout = Layout.row_major(a.shape, self.slots)
         if layout.slots != self.slots:
@@ -158,6 +158,9 @@ class Context:
         p = self.plan(expr, *operands, **options)
         if not any(k == "ct" for k in p.kinds):
             return np.einsum(expr, *[np.asarray(o, dtype=np.float64) for o in operands])
+        for k, x in enumerate(operands):
+            if not isinstance(x, CipherTensor):
+                _finite(np.asarray(x, dtype=np.float64), f"plaintext operand {k}")
         self.keygen(p)
         # a previous einsum may have left a product unrelinearized (size 3): plans start from size 2
         args = [[c if self.backend.size(c) == 2 else self.backend.relin(c) for c in x.cts]
@@ -279,6 +282,17 @@ def _describe(operands):
             levels.append(10 ** 6)
             junk.append(0)
     return shapes, plain, layouts, levels, junk
+
+
+def _finite(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` itself; FheError where it holds NaN or infinity (CKKS encodes finite reals only: SEAL raises
+    deep inside, desilofhe encodes them to garbage or runs out of memory)."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise FheError(f"{what}: {int(bad.sum())} value(s) are NaN or infinite (the first at index {first}, "
+                       f"{a[first]}); CKKS encodes finite real numbers only")
+    return a
 
 
 @lru_cache(maxsize=256)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from einc.errors import EincInternalError
+from einc.errors import EincInternalError, FheError
 
 from .layout import fill
 
@@ -72,7 +72,11 @@ def merge_plaintexts(plan, arrays):
         a = np.asarray(arrays[k], dtype=np.float64)
         drop = tuple(d for d, l in enumerate(plan.labels_of[k]) if l is None)
         ins.append(a.reshape([n for d, n in enumerate(a.shape) if d not in drop]) if drop else a)
-    return np.einsum(plan.pt_merge, *ins)
+    out = np.einsum(plan.pt_merge, *ins)
+    if not np.isfinite(out).all():
+        raise FheError(f"the plaintext operands of {plan.expr}, contracted ({plan.pt_merge}), overflow to "
+                       "infinity or NaN; scale them down")
+    return out
 
 
 def run(plan, backend, operands) -> list:

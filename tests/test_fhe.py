@@ -283,6 +283,20 @@ def test_encrypt_refuses_what_is_not_real(bad):
         fhe.Context("sim", SMALL, depth=1, security=None).encrypt(bad)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused(small, bad):
+    """CKKS encodes finite reals only: SEAL raised a bare ValueError deep inside, desilofhe encoded NaN to
+    garbage and infinity to std::bad_alloc; sim passed NaN through.  Every backend now refuses them up front."""
+    v = np.array([1.0, bad, 2.0])
+    with pytest.raises(FheError, match=r"encrypt: 1 value\(s\) are NaN or infinite \(the first at index \(1,\)"):
+        small.encrypt(v)
+    x = small.encrypt(np.ones(3))
+    with pytest.raises(FheError, match="plaintext operand 1: 1 value"):
+        fhe.einsum("i,i->i", x, v)
+    with pytest.raises(FheError, match="overflow"):        # finite plaintexts whose product is not
+        fhe.einsum("i,i,i->i", x, np.full(3, 1e200), np.full(3, 1e200))
+
+
 def test_bad_files_raise(tmp_path):
     (tmp_path / "junk").write_bytes(b"not a zip")
     with pytest.raises(FheError, match="cannot read"):

@@ -41,6 +41,20 @@ def test_desilo_within_noise(ctx, expr, shapes, plain):
     assert _relerr(ctx.decrypt(y), np.einsum(expr, *arrays)) <= 1e-3
 
 
+def test_large_plaintext_weights_are_not_garbage(ctx):
+    """desilofhe 1.17.0's light plaintexts wrap values from about 2^36 on: weights of 1e12 multiplied to
+    1e-4 of their value and the other slots to 1e8 noise.  Large values take full plaintexts now, and values
+    no level can hold are refused instead of encoded to garbage."""
+    x = ctx.encrypt(np.array([1.0, 1.0, 1.0]))
+    w = np.array([1e12, 1.0, -1e12 / 3])
+    got = ctx.decrypt(fhe.einsum("i,i->i", x, w))
+    assert _relerr(got, w) <= 1e-6
+    with pytest.raises(FheError, match="cannot encode values up to 1e\\+300"):
+        fhe.einsum("i,i->i", x, np.array([1e300, 1.0, 1.0]))
+    with pytest.raises(FheError, match="cannot encode values up to 1e\\+300"):
+        ctx.encrypt(np.array([1e300, 1.0]))
+
+
 def test_keys_exactly_the_plans_at_the_levels_used():
     """The default N = 2^15 (16384 slots), as EinHops; keys only for the plan's amounts, each no higher than
     the level it is used at, so the key set is far below a top-level one."""

@@ -70,3 +70,12 @@ def test_seal_refuses_insecure_or_deep():
     xs = [ctx.encrypt(np.ones((4, 4))) for _ in range(3)]
     with pytest.raises(FheError, match="levels"):
         fhe.einsum("ij,ij,ij->ij", *xs)
+
+
+def test_seal_values_too_large_to_encode_raise_fhe_error():
+    """SEAL's "encoded values are too large" used to escape as a bare ValueError."""
+    ctx = fhe.Context("seal", 2 ** 13, depth=1)
+    with pytest.raises(FheError, match="SEAL cannot encode values up to 1e\\+30 at level 1 .*100 modulus bits"):
+        ctx.encrypt(np.array([1e30, 1.0]))
+    with pytest.raises(FheError, match="cannot encode values up to 1e\\+30"):
+        fhe.einsum("i,i->i", ctx.encrypt(np.ones(2)), np.array([1e30, 1.0]))

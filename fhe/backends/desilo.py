@@ -38,6 +38,9 @@ except ImportError as e:  # pragma: no cover - reported by make_backend
 #: the version whose conventions this module implements (``rotate`` direction, ``rotate_batch``)
 PINNED = "1.17.0"
 
+#: magnitude from which values are encoded as full plaintexts and checked (light plaintexts wrap from 2^36)
+LIGHT_MAX = 2.0 ** 30
+
 
 def _version() -> str:
     try:
@@ -162,13 +165,30 @@ class DesiloBackend:
 
     # ------------------------------------------------------------------ data
     def encode(self, vec, level):
-        # a "light" plaintext encodes several times faster and multiplies about as fast as a full one
-        return _lib("encode a plaintext", self._encode, np.asarray(vec, dtype=np.float64), int(level) + 1)
+        # a "light" plaintext encodes several times faster and multiplies about as fast as a full one, but
+        # in 1.17.0 it silently wraps values from about 2^36 (N = 2^14) on: larger ones take a full plaintext
+        v = np.asarray(vec, dtype=np.float64)
+        if np.max(np.abs(v), initial=0.0) < LIGHT_MAX:
+            return _lib("encode a plaintext", self._encode, v, int(level) + 1)
+        return self._checked_encode(v, int(level) + 1)
+
+    def _checked_encode(self, v, engine_level):
+        """A full plaintext of ``v``, decoded again to check it holds ``v``: desilofhe encodes values too
+        large for the level's modulus to garbage without a word."""
+        pt = _lib("encode a plaintext", self.engine.encode, v, engine_level)
+        back = np.real(np.asarray(self.engine.decode(pt)))
+        top = float(np.max(np.abs(v)))
+        if not np.max(np.abs(back - v)) <= 1e-6 * top:
+            raise FheError(f"desilofhe cannot encode values up to {top:.3g} at level {engine_level - 1}: the "
+                           "level's modulus is too small for them; scale the data down")
+        return pt
 
     def encrypt(self, vec):
         v = np.asarray(vec, dtype=np.float64)
         if v.shape != (self.slots,):
             raise FheError(f"expected {self.slots} slots, got {v.shape}")
+        if np.max(np.abs(v), initial=0.0) >= LIGHT_MAX:
+            return self.engine.encrypt(self._checked_encode(v, self.top), self.public_key)
         return self.engine.encrypt(v, self.public_key, self.top)
 
     def decrypt(self, ct):

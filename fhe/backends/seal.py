@@ -127,15 +127,23 @@ class SealBackend:
         return per_key * (1 + len(self.rotation_keys()))
 
     # ------------------------------------------------------------------ data
-    def encode(self, vec, level):
+    def _encode(self, v, level):
         pt = sealapi.Plaintext()
+        try:
+            self.encoder.encode(v.tolist(), self._parms_ids[level], self.scale, pt)
+        except ValueError as e:       # "encoded values are too large", "values must be finite"
+            bits = self.context.get_context_data(self._parms_ids[level]).total_coeff_modulus_bit_count()
+            raise FheError(f"SEAL cannot encode values up to {float(np.max(np.abs(v))):.3g} at level {level} "
+                           f"(scale 2^{int(np.log2(self.scale))}, {bits} modulus bits there): {e}; scale the "
+                           "data down") from None
+        return pt
+
+    def encode(self, vec, level):
         v = np.asarray(vec, dtype=np.float64)
-        self.encoder.encode(v.tolist(), self._parms_ids[level], self.scale, pt)
-        return (pt, not v.any())
+        return (self._encode(v, level), not v.any())
 
     def encrypt(self, vec):
-        pt = sealapi.Plaintext()
-        self.encoder.encode(np.asarray(vec, dtype=np.float64).tolist(), self._parms_ids[self.depth], self.scale, pt)
+        pt = self._encode(np.asarray(vec, dtype=np.float64), self.depth)
         ct = sealapi.Ciphertext(self.context)
         self.encryptor.encrypt(pt, ct)
         return ct
