@@ -55,6 +55,18 @@ def test_large_plaintext_weights_are_not_garbage(ctx):
         ctx.encrypt(np.array([1e300, 1.0]))
 
 
+def test_every_depth_up_to_the_engines_key_level():
+    """desilofhe makes keys at most at max_level - 1: depth 3 at N = 2^14 picked the 3-special-prime engine
+    (max_level 4) and died in create_relinearization_key with a bare RuntimeError.  Each depth the engines
+    allow now runs; the first one they do not is an FheError before any key."""
+    a = np.random.default_rng(2).uniform(-1, 1, (4, 4))
+    c = fhe.Context("desilo", N, depth=3)
+    y = fhe.einsum("ij,ij,ij,ij->i", *([c.encrypt(a)] * 4))
+    assert _relerr(c.decrypt(y), (a ** 4).sum(1)) <= 1e-3
+    with pytest.raises(FheError, match="depth 6 needs keys at engine level 7.*7 levels.*depth 5 at most"):
+        fhe.Context("desilo", N, depth=6)
+
+
 def test_keys_exactly_the_plans_at_the_levels_used():
     """The default N = 2^15 (16384 slots), as EinHops; keys only for the plan's amounts, each no higher than
     the level it is used at, so the key set is far below a top-level one."""
@@ -128,7 +140,7 @@ def test_desilo_client_server(ctx, tmp_path):
 
 def test_desilo_refuses_too_deep():
     with pytest.raises(FheError, match="levels"):
-        fhe.Context("desilo", N, depth=7)            # the engine for N = 2^14 has 7 levels, einc keeps one
+        fhe.Context("desilo", N, depth=7)            # the engine for N = 2^14 has 7 levels, einc keeps two
     c = fhe.Context("desilo", N, depth=1)
     xs = [c.encrypt(np.ones((4, 4))) for _ in range(3)]
     with pytest.raises(FheError, match="levels"):

@@ -8,7 +8,8 @@ How einc's protocol maps onto desilofhe 1.17.0:
   ciphertexts are encrypted at level ``depth + 1``, not at the engine's top, so every operation works on
   the few primes a plan needs.  einc's level ``l`` is the engine's level ``l + 1``: desilofhe 1.17.0 cannot
   decrypt a *product* that reached level 0 (it decodes garbage of the order of 2^40), so the last level
-  is never used.
+  is never used.  Keys are made at most at the engine's ``max_level - 1`` (1.17.0 refuses the top), so
+  the engine is chosen with ``max_level >= depth + 2``.
 - desilofhe rescales inside ``multiply``; einc's ``rescale`` is therefore a no-op here (the planner only
   ever adds products of the same level before it rescales them, so the levels agree at every ``add``).
 - Rotation keys are *fixed-rotation keys*, one per amount the plan uses, each generated at the highest
@@ -80,16 +81,18 @@ class DesiloBackend:
             except (RuntimeError, ValueError) as e:
                 raise FheError(f"desilofhe cannot make an engine for N={n} in mode {mode!r}: {e}") from None
             self.engine, self.special_primes = eng, k
-            if eng.max_level >= int(depth) + 1:
+            if eng.max_level > int(depth) + 1:     # keys are made one level below the engine's top at most
                 break
         self.slots = int(self.engine.slot_count)
         if self.slots != n // 2:
             raise FheError(f"desilofhe gave {self.slots} slots for N={n}, expected {n // 2}")
         self.depth = int(depth)
         self.top = self.depth + 1                       # engine level of a fresh ciphertext
-        if self.top > self.engine.max_level:
-            raise FheError(f"depth {depth} needs {self.top} levels; desilofhe's N={n} engine has "
-                           f"{self.engine.max_level}: use a larger poly_modulus_degree or less depth")
+        if self.top >= self.engine.max_level:
+            # desilofhe 1.17.0 makes relinearization and rotation keys up to max_level - 1 only
+            raise FheError(f"depth {depth} needs keys at engine level {self.top}; desilofhe's N={n} engine has "
+                           f"{self.engine.max_level} levels and makes keys up to level {self.engine.max_level - 1} "
+                           f"(depth {self.engine.max_level - 2} at most): use a larger poly_modulus_degree or less depth")
         self._check_direction()
         e = self.engine
         self._keys: dict = {}                           # amount -> FixedRotationKey
