@@ -5,15 +5,16 @@ import json
 import os
 import secrets
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from einc.errors import FheError
+from einc.errors import EincError, EincTypeError, FheError, WriteError
 
 from . import execute
-from .backends import MAX_BITS_128, check_rotation_direction, make_backend
+from .backends import BACKENDS, MAX_BITS_128, check_rotation_direction, make_backend
 from .layout import Layout
 from .planner import Plan
 from .planner import plan as _plan
@@ -40,6 +41,8 @@ class Context:
     def __init__(self, backend: str = "sim", poly_modulus_degree: int = 2 ** 15, depth: int | None = None,
                  scale_bits: int = 40, plan=None, *, security: int | None = 128, _files: dict | None = None,
                  key_id: str | None = None):
+        if backend not in BACKENDS:
+            raise FheError(f"unknown FHE backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         plans = [] if plan is None else (list(plan) if isinstance(plan, (list, tuple)) else [plan])
         n = int(poly_modulus_degree)
         if n not in MAX_BITS_128:
@@ -173,7 +176,8 @@ class Context:
     def save(self, path, secret: bool = False) -> None:
         """Write the context to one file (atomically).  ``secret=False`` writes the public part only
         (parameters, public, relinearization and rotation keys): what a server gets."""
-        meta = {"format": FORMAT, "backend": self.backend_name, "poly_modulus_degree": self.poly_modulus_degree,
+        meta = {"format": FORMAT, "kind": "context", "backend": self.backend_name,
+                "poly_modulus_degree": self.poly_modulus_degree,
                 "depth": self.depth, "scale_bits": self.scale_bits, "security": self.security,
                 "secret": bool(secret and not self.is_public), "key_id": self.key_id}
         files = {"meta.json": json.dumps(meta).encode()}
@@ -189,11 +193,10 @@ class Context:
     @classmethod
     def load(cls, path) -> "Context":
         files = _read_zip(path)
-        meta = json.loads(files["meta.json"])
-        if meta.get("format") != FORMAT:
-            raise FheError(f"{path}: not an einc FHE context file")
-        return cls._from_files(meta["backend"], meta["poly_modulus_degree"], meta["depth"], meta["scale_bits"], files,
-                               meta.get("security", 128), meta.get("key_id"))
+        meta = _read_meta(files, path, "context")
+        with _reading(path):
+            return cls._from_files(meta["backend"], int(meta["poly_modulus_degree"]), int(meta["depth"]),
+                                   int(meta["scale_bits"]), files, meta.get("security", 128), meta.get("key_id"))
 
     @classmethod
     def _from_files(cls, backend, n, depth, scale_bits, files, security=128, key_id=None):
@@ -202,16 +205,25 @@ class Context:
 
     def load_tensor(self, path) -> "CipherTensor":
         files = _read_zip(path)
-        meta = json.loads(files["meta.json"])
-        if meta.get("format") != FORMAT or meta.get("kind") != "tensor":
-            raise FheError(f"{path}: not an einc encrypted tensor file")
-        if meta["backend"] != self.backend_name or meta["poly_modulus_degree"] != self.poly_modulus_degree:
-            raise FheError(f"{path}: tensor was made for {meta['backend']} N={meta['poly_modulus_degree']}")
-        if None not in (meta.get("key_id"), self.key_id) and meta["key_id"] != self.key_id:
-            raise FheError(f"{path}: the tensor was encrypted under another context's keys")
-        layout = Layout.from_json(meta["layout"])
-        cts = [self.backend.ct_from_bytes(files[f"ct{k}"]) for k in range(layout.ntiles)]
-        return CipherTensor(self, layout, cts, int(meta["level"]), int(meta["junk"]))
+        meta = _read_meta(files, path, "tensor")
+        with _reading(path):
+            if meta["backend"] != self.backend_name or meta["poly_modulus_degree"] != self.poly_modulus_degree:
+                raise FheError(f"{path}: tensor was made for {meta['backend']} N={meta['poly_modulus_degree']}")
+            if None not in (meta.get("key_id"), self.key_id) and meta["key_id"] != self.key_id:
+                raise FheError(f"{path}: the tensor was encrypted under another context's keys")
+            layout = Layout.from_json(meta["layout"])
+            if layout.slots != self.slots:
+                raise FheError(f"{path}: its layout has {layout.slots} slots, the context {self.slots}")
+            missing = [f"ct{k}" for k in range(layout.ntiles) if f"ct{k}" not in files]
+            if missing:
+                raise FheError(f"{path}: its layout has {layout.ntiles} ciphertexts, the file lacks {', '.join(missing[:4])}"
+                               + (" ..." if len(missing) > 4 else ""))
+            cts = [self.backend.ct_from_bytes(files[f"ct{k}"]) for k in range(layout.ntiles)]
+            level = min(self.backend.level(c) for c in cts)
+            if int(meta["level"]) != level or not 0 <= level <= self.depth:
+                raise FheError(f"{path}: says level {meta['level']}, its ciphertexts are at level {level} (the "
+                               f"context's depth is {self.depth})")
+            return CipherTensor(self, layout, cts, level, int(meta["junk"]))
 
     def __repr__(self) -> str:
         return (f"Context(backend={self.backend_name!r}, poly_modulus_degree={self.poly_modulus_degree}, "
@@ -309,17 +321,61 @@ def einsum(expr: str, *operands, **options):
     return ctx.einsum(expr, *operands, **options)
 
 
+def _fspath(path) -> str:
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise EincTypeError(f"a file path is a str, bytes or os.PathLike, not {type(path).__name__}") from None
+
+
 def _write_zip(path, files: dict) -> None:
     from einc.fileio import atomic_path
 
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
+    path = _fspath(path)
+    with atomic_path(path) as tmp:
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+                for name, data in files.items():
+                    z.writestr(name, data)
+        except OSError as e:            # disk full, quota: atomic_path removes the temporary file
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _read_zip(path) -> dict:
+    path = _fspath(path)
     try:
-        with zipfile.ZipFile(os.fspath(path)) as z:
+        with zipfile.ZipFile(path) as z:
             return {n: z.read(n) for n in z.namelist()}
-    except (OSError, zipfile.BadZipFile) as e:
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as e:
         raise FheError(f"cannot read {path}: {e}") from None
+
+
+def _read_meta(files: dict, path, kind: str) -> dict:
+    """The ``meta.json`` of an einc FHE file of ``kind`` ("context" or "tensor"); FheError for anything else."""
+    if "meta.json" not in files:
+        raise FheError(f"{path}: not an einc FHE file (no meta.json)")
+    try:
+        meta = json.loads(files["meta.json"])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FheError(f"{path}: damaged einc FHE file (meta.json: {e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise FheError(f"{path}: not an einc FHE {kind} file")
+    got = meta.get("kind", "context")          # context files written before "kind" have none
+    if got != kind:
+        what = {"tensor": "an encrypted tensor", "context": "a context"}.get(got, repr(got))
+        raise FheError(f"{path}: holds {what}, not {'an encrypted tensor' if kind == 'tensor' else 'a context'}")
+    return meta
+
+
+@contextmanager
+def _reading(path):
+    """Turn what a damaged file makes json, the layout or a CKKS library raise into one FheError."""
+    try:
+        yield
+    except FheError as e:
+        if e.message.startswith(f"{path}:"):
+            raise
+        raise FheError(f"{path}: {e.message}") from None
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError, EOFError,
+            OverflowError, MemoryError) as e:
+        raise FheError(f"{path}: damaged einc FHE file ({type(e).__name__}: {e})") from None

@@ -303,6 +303,91 @@ def test_bad_files_raise(tmp_path):
         fhe.Context.load(tmp_path / "junk")
 
 
+def _rezip(src, dst, edit):
+    """Copy the zip ``src`` to ``dst`` with its members dict changed by ``edit``."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    edit(files)
+    with zipfile.ZipFile(dst, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+
+
+def _meta_edit(**change):
+    def edit(files):
+        meta = json.loads(files["meta.json"])
+        for k, v in change.items():
+            if v is None:
+                del meta[k]
+            else:
+                meta[k] = v
+        files["meta.json"] = json.dumps(meta).encode()
+    return edit
+
+
+DAMAGED = [   # file, edit, what the FheError says; each used to escape as KeyError, JSONDecodeError, ValueError...
+    ("x.ct", lambda f: f.pop("ct0"), "the file lacks ct0"),
+    ("x.ct", lambda f: f.pop("meta.json"), "not an einc FHE file"),
+    ("x.ct", lambda f: f.__setitem__("meta.json", b"{oops"), "damaged einc FHE file .meta.json"),
+    ("x.ct", lambda f: f.__setitem__("meta.json", b"[1, 2]"), "not an einc FHE tensor file"),
+    ("x.ct", lambda f: f.__setitem__("ct0", f["ct0"][:60]), "damaged einc FHE file"),
+    ("x.ct", _meta_edit(level=None), "damaged einc FHE file .KeyError: 'level'"),
+    ("x.ct", _meta_edit(level=7), "says level 7, its ciphertexts are at level 2"),
+    ("x.ct", _meta_edit(layout={"slots": 1024, "axes": [{"size": 40, "block": 8, "shift": 0}]}),
+     "its layout has 5 ciphertexts, the file lacks ct1, ct2, ct3, ct4"),
+    ("x.ct", _meta_edit(layout={"slots": 2048, "axes": [{"size": 4, "block": 4, "shift": 0}]}),
+     "its layout has 2048 slots, the context 1024"),
+    ("c.ctx", _meta_edit(depth=None), "damaged einc FHE file .KeyError: 'depth'"),
+    ("c.ctx", lambda f: f.pop("backend/sim.json"), "damaged einc FHE file .KeyError: 'sim.json'"),
+    ("c.ctx", _meta_edit(backend="nope"), "c.ctx: unknown FHE backend 'nope'"),
+]
+
+
+@pytest.mark.parametrize("name,edit,says", DAMAGED, ids=[d[2][:30] for d in DAMAGED])
+def test_damaged_files_raise_fhe_error(tmp_path, name, edit, says):
+    ctx = fhe.Context("sim", SMALL, depth=2, security=None)
+    ctx.encrypt(np.arange(4.0)).save(tmp_path / "x.ct")
+    ctx.save(tmp_path / "c.ctx", secret=True)
+    _rezip(tmp_path / name, tmp_path / ("bad" + name), edit)
+    with pytest.raises(FheError, match=says):
+        if name == "x.ct":
+            ctx.decrypt(ctx.load_tensor(tmp_path / ("bad" + name)))
+        else:
+            fhe.Context.load(tmp_path / ("bad" + name))
+
+
+def test_tensor_and_context_files_are_told_apart(tmp_path):
+    ctx = fhe.Context("sim", SMALL, depth=1, security=None)
+    ctx.encrypt(np.ones(3)).save(tmp_path / "x.ct")
+    ctx.save(tmp_path / "c.ctx")
+    with pytest.raises(FheError, match="x.ct: holds an encrypted tensor, not a context"):
+        fhe.Context.load(tmp_path / "x.ct")                     # used to be KeyError: 'depth'
+    with pytest.raises(FheError, match="c.ctx: holds a context, not an encrypted tensor"):
+        ctx.load_tensor(tmp_path / "c.ctx")
+    ctx.save(os.fsencode(tmp_path / "b.ctx"))                  # bytes paths, as open() takes them
+    assert fhe.Context.load(os.fsencode(tmp_path / "b.ctx")).key_id == ctx.key_id
+
+
+def test_disk_full_while_saving_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    import zipfile
+
+    from einc.errors import WriteError
+
+    ctx = fhe.Context("sim", SMALL, depth=1, security=None)
+    x = ctx.encrypt(np.ones(3))
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", full)
+    with pytest.raises(WriteError, match="x.ct: No space left on device"):
+        x.save(tmp_path / "x.ct")
+    assert os.listdir(tmp_path) == []
+
+
 # ------------------------------------------------------------------------------ CLI
 
 

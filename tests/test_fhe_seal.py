@@ -79,3 +79,24 @@ def test_seal_values_too_large_to_encode_raise_fhe_error():
         ctx.encrypt(np.array([1e30, 1.0]))
     with pytest.raises(FheError, match="cannot encode values up to 1e\\+30"):
         fhe.einsum("i,i->i", ctx.encrypt(np.ones(2)), np.array([1e30, 1.0]))
+
+
+def test_seal_damaged_files_raise_fhe_error(small, tmp_path):
+    """SEAL's own load errors (ValueError: SEALHeader.size exceeds available input, RuntimeError: loaded
+    SEALHeader is invalid) used to escape raw."""
+    import zipfile
+
+    small.encrypt(np.ones(4)).save(tmp_path / "x.ct")
+    small.save(tmp_path / "c.ctx")
+    for name, member in (("x.ct", "ct0"), ("c.ctx", "backend/relin_keys")):
+        with zipfile.ZipFile(tmp_path / name) as z:
+            files = {n: z.read(n) for n in z.namelist()}
+        for cut in (files[member][:100], b"\0" * 64 + files[member][64:]):
+            with zipfile.ZipFile(tmp_path / "bad", "w") as z:
+                for n, data in files.items():
+                    z.writestr(n, cut if n == member else data)
+            with pytest.raises(FheError, match="bad: damaged einc FHE file"):
+                if name == "x.ct":
+                    small.load_tensor(tmp_path / "bad")
+                else:
+                    fhe.Context.load(tmp_path / "bad")

@@ -147,6 +147,8 @@ class SimBackend:
         head, _, body = data.partition(b"\n")
         vec = np.load(io.BytesIO(body))
         meta = json.loads(head)
+        if vec.shape != (self.slots,) or vec.dtype != np.float64:
+            raise FheError(f"a ciphertext of {vec.shape} {vec.dtype} slots, not ({self.slots},) float64")
         return SimCiphertext(vec, int(meta["level"]), int(meta.get("size", 2)))
 
     def size(self, ct) -> int:
