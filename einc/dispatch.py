@@ -13,13 +13,13 @@ The policy (what ``einc.einsum`` does)
 ``target="llvm"`` (``"cpu"``, a target dict or JSON string), or ``EINC_TARGET`` set when
 ``target`` is None
     Always a compiled kernel, from the kernel cache (memory, then disk) or compiled and cached.
-    A program TVM cannot run (complex dtypes) raises ``Unsupported``: you asked for a kernel.
+    Complex values are computed over their real and imaginary parts (``einc.ir.realify``).
     ``EINC_TARGET=interp`` forces the interpreter the same way.
 
 ``target=None`` (the default): a drop-in ``numpy.einsum`` that never waits on a compile for a
 call that cannot repay it, and never changes the result's dtype or meaning:
 
-1. dtypes TVM cannot do (complex), zero-size operands: the interpreter, always.
+1. zero-size operands: the interpreter, always.
 2. a call whose numpy time is under ``FLOOR_S`` (predicted from its FLOPs and bytes, and
    checked again against the measured mean before compiling): the interpreter, always.  Below this a kernel call's fixed cost (argument checks,
    the packed call, output allocation) eats what compiled code gains.
@@ -54,9 +54,6 @@ from einc.ir.nodes import Einsum
 from einc.kernel import aligned_empty
 
 INTERP_TARGETS = ("interp", "numpy")
-#: dtypes the TVM lowering cannot represent (``lowering.lower.UNSUPPORTED_DTYPES``, repeated here so
-#: the policy decides without importing TVM)
-UNSUPPORTED_DTYPES = frozenset({"complex64", "complex128"})
 
 
 def _env_float(name: str, default: float) -> float:
@@ -110,14 +107,6 @@ def _itemsize(dtype: str) -> int:
     return max(1, int(digits or 64) // 8)
 
 
-def interp_only_reason(prog: Program) -> str | None:
-    """Why ``prog`` must run in the interpreter whatever the target, or None."""
-    for name, t in prog.types().items():
-        if t.dtype in UNSUPPORTED_DTYPES:
-            return f"{name} has dtype {t.dtype}, which TVM cannot compute"
-    return None
-
-
 def _has_zero_size(prog: Program) -> bool:
     return any(t.size == 0 for t in prog.types().values())
 
@@ -149,17 +138,22 @@ def get_kernel(prog: Program, target=None):
 
     origin is "memory", "disk" or "built"; zero-size programs get an interpreted Kernel ("interp").
     """
-    from einc.kernel import Kernel
-    from einc.lowering.lower import check_supported, has_zero_size
+    from einc.kernel import Kernel, kernel_for
+    from einc.lowering.lower import has_zero_size
 
-    check_supported(prog)
     if has_zero_size(prog):
         return Kernel(prog), "interp"
     from einc.lowering.cache import build_cached
 
-    kprog = kernel_program(prog)
-    built, origin = build_cached(kprog, target)
-    return Kernel(kprog, built, source_program=prog), origin
+    origin = None
+
+    def build(p: Program):
+        nonlocal origin
+        built, origin = build_cached(p, target)
+        return built
+
+    k = kernel_for(kernel_program(prog), build, source_program=prog)
+    return k, origin
 
 
 def kernel_program(prog: Program) -> Program:
@@ -181,8 +175,13 @@ def cached_kernel(prog: Program, target=None):
     """The kernel for ``prog`` if memory or the disk cache already has it (no compile), else None."""
     from einc.lowering import cache as C
 
+    from einc.ir.realify import has_complex, realify
+
+    kprog = kernel_program(prog)
+    if has_complex(kprog):
+        kprog = realify(kprog).program
     cache = C.default_cache()
-    key = C.cache_key(kernel_program(prog), C.resolve_target(target), schedule=True)
+    key = C.cache_key(kprog, C.resolve_target(target), schedule=True)
     if not cache.contains(key):
         return None
     return get_kernel(prog, target)[0]
@@ -252,18 +251,13 @@ class Plan:
         self.origin = None
         request, self.target = resolve_request(target)
         self.predicted_s = predict_numpy_s(prog)
-        reason = interp_only_reason(prog)
         if request == "interp":
             self.mode, self.reason = "interp", "target=interp"
         elif request == "compile":
-            if reason:
-                from einc.errors import Unsupported
-
-                raise Unsupported(f"target {self.target!r}: {reason}; use target='interp'")
             self._get_kernel(strict=True)
             self.reason = f"target {self.target!r} forces compilation"
-        elif reason or _has_zero_size(prog):
-            self.mode, self.reason = "interp", reason or "zero-size operand: nothing to compile"
+        elif _has_zero_size(prog):
+            self.mode, self.reason = "interp", "zero-size operand: nothing to compile"
         elif self.predicted_s < FLOOR_S:
             self.mode, self.reason = "interp", (f"predicted numpy time {self.predicted_s * 1e6:.0f} us < "
                                                 f"floor {FLOOR_S * 1e6:.0f} us: a kernel cannot win")

@@ -208,6 +208,19 @@ class Kernel:
 
     def _prepare_input(self, i: int, x: Any, frame: _Frame) -> np.ndarray:
         t = self.in_types[i]
+        a = self._host_array(i, x, frame)
+        if self.interpreted:
+            return a
+        if not self._usable(a):
+            b = aligned_empty(a.shape, a.dtype)
+            b[...] = a
+            a = b
+        return _unlocked(_storage_view(a, t.dtype))
+
+    def _host_array(self, i: int, x: Any, frame: _Frame) -> np.ndarray:
+        """Operand ``i`` as a numpy array of the compiled dtype and shape (lists and scalars are
+        converted; an array of another dtype is an error)."""
+        t = self.in_types[i]
         a = _native(frame.to_numpy(x, self._name(i)))
         want = np_dtype(t.dtype)
         if a.dtype != want:
@@ -217,20 +230,18 @@ class Kernel:
             a = np.asarray(a, dtype=want)
         if tuple(a.shape) != t.shape:
             raise ShapeMismatch(f"{self._name(i)}: shape {tuple(a.shape)} but the kernel was compiled for {t.shape}")
-        if self.interpreted:
-            return a
-        if not self._usable(a):
-            b = aligned_empty(a.shape, a.dtype)
-            b[...] = a
-            a = b
-        return _unlocked(_storage_view(a, t.dtype))
+        return a
 
-    def _prepare_out(self, j: int, o: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def _check_out(self, j: int, o: Any) -> None:
         t = self.out_types[j]
         if not isinstance(o, np.ndarray):
             raise EincTypeError(f"out[{j}]: expected a numpy array, got {type(o).__name__}")
         if o.shape != t.shape or o.dtype != np_dtype(t.dtype):
             raise ShapeMismatch(f"out[{j}]: {o.dtype}{list(o.shape)} but the result is {t.dtype}{list(t.shape)}")
+
+    def _prepare_out(self, j: int, o: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        t = self.out_types[j]
+        self._check_out(j, o)
         if self._usable(o) and o.flags.writeable:
             return o, None
         return aligned_empty(t.shape, np_dtype(t.dtype)), o
@@ -400,6 +411,128 @@ class Kernel:
         return path
 
 
+class ComplexKernel(Kernel):
+    """A kernel of a program with complex values, compiled over its real form (``einc.ir.realify``).
+
+    Complex operands go in as real views of their (re, im) parts and complex results come back as
+    complex views of real ones: no copies for C-contiguous numpy arrays or torch tensors (CPU or CUDA,
+    ``torch.view_as_real``).  ``inner`` is the real program's ``Kernel``; the constants the real form
+    needs are passed after the operands."""
+
+    def __init__(self, form, inner: Kernel):
+        self.form, self.inner = form, inner
+        self.program = form.source
+        self.built, self.target, self._rt = inner.built, inner.target, inner._rt
+        self.subscripts, self.source_program, self.pipeline = inner.subscripts, inner.source_program, inner.pipeline
+        self.in_types = [v.type for v in form.source.inputs]
+        types = form.source.types()
+        self.out_types = [types[o] for o in form.source.outputs]
+        self.interpreted, self.param_align, self._cuda = inner.interpreted, inner.param_align, inner._cuda
+        self._fn, self._perm, self._fast = None, None, False  # every call converts (dispatch.FastCall too)
+        self._consts = form.constant_arrays()
+
+    @property
+    def _library(self):
+        return self.inner._library
+
+    def _parts(self, i: int, x: Any):
+        """Complex operand ``i`` as the real array of its parts."""
+        from einc.ir.realify import as_real
+
+        t = self.in_types[i]
+        if type(x).__module__.startswith("torch") and hasattr(x, "resolve_conj"):
+            import torch
+
+            if x.dtype != getattr(torch, t.dtype) or tuple(x.shape) != t.shape:
+                raise EincTypeError(f"{self._name(i)}: {x.dtype} {list(x.shape)} but the kernel was compiled "
+                                    f"for {t.dtype} {list(t.shape)}")
+            return torch.view_as_real(x.resolve_conj())  # (a lazily conjugated tensor has no real view)
+        from einc.lowering.gpu_arrays import is_cuda_array
+
+        if is_cuda_array(x):
+            raise Unsupported(f"{self._name(i)}: complex CUDA arrays go in as torch tensors or numpy arrays, "
+                              f"not {type(x).__name__}")
+        return as_real(self._host_array(i, x, _Frame()))
+
+    def __call__(self, *arrays, out=None):
+        from einc.ir.realify import as_complex, as_real
+
+        n = len(self.in_types)
+        if len(arrays) != n:
+            raise EincError(f"kernel takes {n} operand{'s' * (n != 1)}, got {len(arrays)}")
+        cin, cout = self.form.complex_inputs, self.form.complex_outputs
+        ins = [self._parts(i, x) if cx else x for i, (x, cx) in enumerate(zip(arrays, cin))] + self._consts
+        single = len(self.out_types) == 1
+        users = None if out is None else ([out] if single and not isinstance(out, (list, tuple)) else list(out))
+        if users is not None and len(users) != len(self.out_types):
+            raise EincError(f"out: {len(self.out_types)} arrays expected, got {len(users)}")
+        outs = None
+        if users is not None:
+            outs = []
+            for j, (o, cx) in enumerate(zip(users, cout)):
+                self._check_out(j, o)
+                outs.append(as_real(o) if cx and o.flags.c_contiguous and o.flags.writeable else
+                            np.empty(o.shape + (2,), o.real.dtype) if cx else o)
+        res = self.inner(*ins, out=outs)
+        res = [res] if single else list(res)
+        back = []
+        for j, (r, cx) in enumerate(zip(res, cout)):
+            if users is not None and cx:
+                if not np.shares_memory(users[j], r):
+                    users[j][...] = as_complex(r, self.out_types[j].dtype)
+                r = users[j]
+            elif cx and type(r).__module__.startswith("torch"):
+                import torch
+
+                r = torch.view_as_complex(r.contiguous())
+            elif cx:
+                r = as_complex(r, self.out_types[j].dtype)
+            back.append(r)
+        return back[0] if single else tuple(back)
+
+    def explain(self) -> str:
+        consts = ", ".join(name for name, _ in self.form.constants)
+        note = "program (complex values as their (re, im) parts" + (f"; constants {consts}" if consts else "") + "):"
+        return "\n".join(note if ln == "program:" else ln for ln in self.inner.explain().splitlines())
+
+    def source(self, kind: str = "ir") -> str:
+        if kind == "ir":
+            return (f"# complex program\n{_program_text(self.program)}\n"
+                    f"# computed over real and imaginary parts (einc.ir.realify) as\n{self.inner.source('ir')}")
+        return self.inner.source(kind)
+
+    def metadata(self) -> dict:
+        meta = self.inner.metadata()
+        meta.update(subscripts=self.subscripts, pipeline=self.pipeline,
+                    complex={"program": program_to_json(self.program),
+                             "constants": [list(c) for c in self.form.constants]})
+        return meta
+
+
+def kernel_for(prog: Program, build, *, subscripts: str | None = None, source_program: Program | None = None,
+               pipeline: str | None = None) -> Kernel:
+    """The ``Kernel`` of ``prog`` given ``build(program) -> Built``: a program with complex values is
+    built over its real form (``ComplexKernel``)."""
+    from einc.ir.realify import has_complex, realify
+
+    real = realify(prog) if has_complex(prog) else None
+    kprog = prog if real is None else real.program
+    k = Kernel(kprog, build(kprog), subscripts=subscripts, source_program=source_program or prog, pipeline=pipeline)
+    return k if real is None else ComplexKernel(real, k)
+
+
+def _complex_form(meta: dict, prog: Program):
+    """The ``RealForm`` a sidecar records for a complex kernel (``prog``: its real program)."""
+    from einc.ir.realify import CONSTANTS, RealForm
+
+    src = program_from_json(meta["program"])
+    consts = tuple((str(name), str(kind)) for name, kind in meta["constants"])
+    if any(kind not in CONSTANTS for _, kind in consts) or \
+            [v.name for v in prog.inputs] != [v.name for v in src.inputs] + [name for name, _ in consts]:
+        raise ValueError("the complex program does not match the real one")
+    return RealForm(src, prog, consts)
+
+
 def _check_library(path: str, data: bytes, meta: dict) -> None:
     """Refuse a library the dynamic loader would crash on: a size or SHA-256 that differs from the
     sidecar's, or (for a sidecar older than those fields) an ELF file whose headers point past its end."""
@@ -468,6 +601,7 @@ def load(path: str | os.PathLike) -> Kernel:
         with open(path + SIDECAR_SUFFIX) as f:
             meta = json.load(f)
         prog = program_from_json(meta["program"])
+        form = _complex_form(meta["complex"], prog) if "complex" in meta else None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CacheError(f"{path}: cannot read the kernel metadata {path + SIDECAR_SUFFIX}: {e}") from None
     if meta.get("interpreted"):
@@ -487,7 +621,7 @@ def load(path: str | os.PathLike) -> Kernel:
     k = Kernel(prog, target=meta.get("target"), rt_mod=rt, subscripts=meta.get("subscripts"),
                pipeline=meta.get("pipeline"), param_align=meta.get("param_align"))
     k._library = data  # export() copies these bytes (a loaded module cannot export itself)
-    return k
+    return k if form is None else ComplexKernel(form, k)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -614,20 +748,21 @@ def compile_program(prog: Program, target="llvm", *, subscripts: str | None = No
     from einc.ir.verify import verify
 
     verify(prog)
-    from einc.lowering.lower import check_supported, has_zero_size
+    from einc.lowering.lower import has_zero_size
 
-    check_supported(prog)
     if has_zero_size(prog):
         return Kernel(prog, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
-    if cache:
-        from einc.lowering.cache import build_cached
 
-        built, _origin = build_cached(prog, target, schedule=schedule, tune=tune, tune_dir=tune_dir)
-    else:
+    def build(p: Program):
+        if cache:
+            from einc.lowering.cache import build_cached
+
+            return build_cached(p, target, schedule=schedule, tune=tune, tune_dir=tune_dir)[0]
         from einc.lowering.build import build
 
-        built = build(prog, target, schedule=schedule, tune=tune, tune_dir=tune_dir)
-    return Kernel(prog, built, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
+        return build(p, target, schedule=schedule, tune=tune, tune_dir=tune_dir)
+
+    return kernel_for(prog, build, subscripts=subscripts, source_program=source_program, pipeline=pipeline)
 
 
 def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optimize="auto",
@@ -647,4 +782,4 @@ def compile(subscripts: str, *shapes_or_arrays, dtype=None, target="llvm", optim
                            tune=tune, tune_dir=tune_dir, cache=cache)
 
 
-__all__ = ["Kernel", "compile", "compile_program", "load", "aligned_empty", "program_to_json", "program_from_json"]
+__all__ = ["Kernel", "ComplexKernel", "kernel_for", "compile", "compile_program", "load", "aligned_empty", "program_to_json", "program_from_json"]

@@ -30,6 +30,7 @@ import random
 import numpy as np
 
 from einc.errors import CompileError, EincError, PipelineError, Unsupported
+from einc.ir.realify import has_complex, realify
 from einc.ir import interp
 from einc.ir.nodes import Cast, Einsum, Program, einsum_sizes
 
@@ -295,14 +296,22 @@ def _run_case(case: Case, features: set, hooks: dict) -> Outcome:
             stage = s
             mark(s)
 
+        real = None
+        if has_complex(prog3):  # TVM computes complex values as their parts, as einc.compile does
+            real = realify(prog3)
+            prog3, inputs_k = real.program, real.inputs(inputs)
+            features.add("complex")
+        else:
+            inputs_k = inputs
         if pl.target == "cuda-emu":
-            return _run_cuda_emu(prog, prog3, inputs, ref, pl, features, hooks, on_stage)
+            return _run_cuda_emu(prog, prog3, inputs, inputs_k, ref, pl, features, hooks, on_stage, real)
         build = hooks.get("build", fuzz_hooks.build_fuzzed)
         built = build(prog3, tir=pl.tir, sched=pl.sched, config=pl.config, target=None, mark=on_stage,
                       features=features, einc_schedule=pl.base != "none")
         stage = "run"
         mark(stage)
-        got = hooks.get("run", fuzz_hooks.run_built)(built, inputs)
+        got = hooks.get("run", fuzz_hooks.run_built)(built, inputs_k)
+        got = got if real is None else real.outputs(got)
         bad = compare(prog, inputs, ref, got)
         if bad:
             return _wrong("run", bad, pl)
@@ -313,7 +322,7 @@ def _run_case(case: Case, features: set, hooks: dict) -> Outcome:
         return _classify(stage, e)
 
 
-def _run_cuda_emu(prog, prog3, inputs, ref, pl, features, hooks, on_stage) -> Outcome:
+def _run_cuda_emu(prog, prog3, inputs, inputs_k, ref, pl, features, hooks, on_stage, real) -> Outcome:
     """The ``cuda-emu`` target: einc's CUDA build (with the case's GEMM knobs), its CUDA C compiled
     for the CPU (stage ``codegen``) and run by ``lowering.cuda_emulator`` (stage ``run``).  Exceptions
     go back to ``_run_case``, which classifies them in the stage reached; a kernel program that runs
@@ -325,9 +334,10 @@ def _run_cuda_emu(prog, prog3, inputs, ref, pl, features, hooks, on_stage) -> Ou
     build = hooks.get("build_cuda", fuzz_hooks.build_cuda_emu)
     built = build(prog3, gpu_knobs=pl.knob_dict(), mark=on_stage, features=features)
     try:
-        got = hooks.get("run_cuda", fuzz_hooks.run_cuda_emu)(built, inputs, mark=on_stage)
+        got = hooks.get("run_cuda", fuzz_hooks.run_cuda_emu)(built, inputs_k, mark=on_stage)
     except fuzz_hooks.EmulatorTimeout as e:
         return Outcome("timeout", "run", "", str(e))
+    got = got if real is None else real.outputs(got)
     bad = compare(prog, inputs, ref, got)
     if bad:
         return _wrong("run", bad, pl)

@@ -21,7 +21,8 @@ Semantics follow ``numpy.einsum`` step by step (``ir.interp`` is the oracle):
 * ``float16`` accumulates in ``float32`` (as numpy's einsum inner loops do) and rounds at the end;
 * ``bfloat16`` is stored as its ``uint16`` bit pattern (numpy has no native bfloat16 for DLPack);
   steps compute in ``float32`` and round to nearest even, like ``ir.interp``;
-* complex dtypes raise ``Unsupported`` (TVM has no complex type);
+* complex dtypes raise ``Unsupported`` (TVM has no complex type; ``einc.kernel`` compiles a program's
+  real form, ``einc.ir.realify``);
 * a repeated label indexes all its axes with one variable (diagonal); a size-1 axis whose label is
   larger elsewhere is indexed with 0 (broadcast);
 * zero-size values are never compiled: ``einc.kernel`` answers those without TVM.
@@ -119,7 +120,7 @@ def check_supported(prog: Program) -> None:
     for name, t in prog.types().items():
         if t.dtype in UNSUPPORTED_DTYPES:
             raise Unsupported(f"value {name!r} has dtype {t.dtype}: TVM has no complex numbers; "
-                              "use target='interp' for complex einsums")
+                              "lower the program's real form (einc.ir.realify), as einc.compile does")
 
 
 #: tests set this to lower every program with 64-bit indices (the path a value over 2**31 - 1

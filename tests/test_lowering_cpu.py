@@ -59,6 +59,8 @@ def _arrays(shapes, dtype, seed=0):
             out.append(rng.random(s) < 0.5)
         elif dtype.startswith(("int", "uint")):
             out.append(rng.integers(0, 100, size=s).astype(dtype))
+        elif dtype.startswith("complex"):
+            out.append((rng.standard_normal(s) + 1j * rng.standard_normal(s)).astype(dtype))
         else:
             out.append(rng.standard_normal(s).astype(np_dtype(dtype)))
     return out
@@ -70,8 +72,10 @@ def _close(got, ref, dtype, scale=None):
     if dtype == "bool" or dtype.startswith(("int", "uint")):
         np.testing.assert_array_equal(got, ref)
         return
-    tol = {"float16": 2e-2, "bfloat16": 5e-2, "float32": 1e-4, "float64": 1e-10}[dtype]
-    g, r = got.astype(np.float64), ref.astype(np.float64)
+    tol = {"float16": 2e-2, "bfloat16": 5e-2, "float32": 1e-4, "float64": 1e-10, "complex64": 1e-4,
+           "complex128": 1e-10}[dtype]
+    wide = np.complex128 if dtype.startswith("complex") else np.float64
+    g, r = got.astype(wide), ref.astype(wide)
     denom = scale if scale is not None else max(1.0, float(np.abs(r).max()) if r.size else 1.0)
     assert float(np.abs(g - r).max() if r.size else 0.0) <= tol * denom
 
@@ -113,10 +117,6 @@ def test_random_programs_match_interp(seed):
     from einc.testing import rand_program
 
     prog = rand_program(seed)
-    if any(t.dtype.startswith("complex") for t in prog.types().values()):
-        with pytest.raises(Unsupported):
-            compile_program(prog)
-        return
     xs = [_arrays([v.type.shape], v.type.dtype, seed)[0] for v in prog.inputs]
     k = compile_program(prog)
     got = k(*xs)
@@ -124,7 +124,7 @@ def test_random_programs_match_interp(seed):
     refs = interp(prog, *xs)
     types = prog.types()
     for g, r, o in zip(got, refs, prog.outputs):
-        _close(g, r, types[o].dtype, scale=max(1.0, float(np.abs(r.astype(np.float64)).max(initial=0))) * 4)
+        _close(g, r, types[o].dtype, scale=max(1.0, float(np.abs(r).max(initial=0))) * 4)
 
 
 DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -176,10 +176,14 @@ def test_mixed_dtypes_promote_like_numpy():
     np.testing.assert_array_equal(compile_program(prog)(a, b), np.einsum("ij,j->i", a, b))
 
 
-def test_complex_is_unsupported():
+def test_the_lowering_refuses_complex_values_that_compile_program_realifies():
+    from einc.lowering.lower import lower
+
     prog = single_einsum("ij,jk->ik", [TensorType((2, 3), "complex64"), TensorType((3, 4), "complex64")])
-    with pytest.raises(Unsupported, match="complex"):
-        compile_program(prog)
+    with pytest.raises(Unsupported, match="complex64.*realify"):
+        lower(prog, {})
+    a, b = _arrays([(2, 3), (3, 4)], "complex64", 1)
+    np.testing.assert_allclose(compile_program(prog)(a, b), a @ b, rtol=1e-5)
 
 
 @pytest.mark.parametrize("subs,shapes", [
