@@ -4,6 +4,7 @@
     python bench/cpu_suite.py --cases matmul,mttkrp --json
     python bench/cpu_suite.py "ik,kj->ij" --shapes 512x512,512x512
     python bench/cpu_suite.py --overhead               # cold compile, cached-call overhead, policy floor
+    python bench/cpu_suite.py --suite bench/complex.json   # complex einsums
     einc bench ...                                     # the same, through the CLI
 
 Every library runs with the same thread count (``--threads``, default: the cores this process may
@@ -100,7 +101,8 @@ def bench_case(name: str, expr: str, shapes, dtype: str = "float32", *, peers=PE
     from einc.commands.run import compare
 
     rng = np.random.default_rng(seed)
-    arrays = [rng.uniform(-1, 1, s).astype(dtype) for s in _shapes(shapes)]
+    arrays = [(rng.uniform(-1, 1, s) + (1j * rng.uniform(-1, 1, s) if dtype.startswith("complex") else 0)).astype(dtype)
+              for s in _shapes(shapes)]
     row = {"name": name, "expr": expr, "shapes": [list(a.shape) for a in arrays], "dtype": dtype, "times": {}}
     ref = np.einsum(expr, *arrays, optimize=True)
     for peer, fn in make_peers(expr, arrays, peers).items():
