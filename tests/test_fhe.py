@@ -405,6 +405,25 @@ def test_cli_plan(capsys):
     assert "disagree" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args,says", [
+    (["-N", "4"], "power of two from 1024 to 32768, not 4"),          # used to print a plan for 2 slots
+    (["-N", str(2 ** 40)], "power of two from 1024 to 32768"),
+])
+def test_cli_plan_refuses_a_ring_no_context_takes(capsys, args, says):
+    from einc.cli import main
+
+    assert main(["fhe", "plan", "ij->ji", "--shapes", "4x4", *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_cli_plan_refuses_negative_max_keys(capsys):
+    from einc.cli import main
+
+    with pytest.raises(SystemExit) as e:                      # used to plan against a budget of -3 keys
+        main(["fhe", "plan", "ij->ji", "--shapes", "4x4", "--max-keys", "-3"])
+    assert e.value.code == 2 and "0 or more" in capsys.readouterr().err
+
+
 def test_forced_output_layout_is_a_real_transpose(ctx):
     a = np.random.default_rng(7).standard_normal((128, 128))
     rm = Layout.row_major((128, 128), ctx.slots)

@@ -27,9 +27,13 @@ def _max_keys(text: str):
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
     try:
-        return int(text)
+        n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--max-keys takes a number, 'auto' or 'none', not {text!r}") from None
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--max-keys takes a number of keys (0 or more), 'auto' or 'none', "
+                                         f"not {text!r}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,9 +51,12 @@ def run(args: argparse.Namespace) -> int:
         plain = [int(x) for x in args.plain.split(",") if x.strip()]
     except ValueError:
         raise FheError(f"--plain takes operand indices like 0,2, not {args.plain!r}") from None
+    from einc.fhe.backends import MAX_BITS_128
+
     n = args.poly_modulus_degree
-    if n < 2 or n & (n - 1):
-        raise FheError(f"--poly-modulus-degree must be a power of two, not {n}")
+    if n not in MAX_BITS_128:           # what fhe.Context accepts: a plan for other N could never run
+        raise FheError(f"--poly-modulus-degree must be a power of two from {min(MAX_BITS_128)} to "
+                       f"{max(MAX_BITS_128)}, not {n}")
     layouts = None
     if args.row_major:
         from einc.fhe import Layout
