@@ -230,6 +230,10 @@ def _einsum(b: _Builder, op: Einsum, cx: set, where: str) -> None:
                             [labs + d, d + r + c], mat)
             operands[k], inputs[k] = name, mat
         inputs[vec] += chain[len(links)]
+        if planar:  # the vector last: the summed loops nest in first-appearance order, so the
+            # innermost is then an operand's own summed axis, not the parts' (2 long: no k-unroll)
+            operands.append(operands.pop(vec))
+            inputs.append(inputs.pop(vec))
     if planar:  # parts outermost, so that a GEMM's N is the result's own last axis; then interleave
         p = b.einsum(b.fresh(f"{op.result}_p"), operands, inputs, out_part + op.output)
         b.einsum(op.result, [p], [out_part + op.output], op.output + out_part)
