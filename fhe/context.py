@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import secrets
 import zipfile
@@ -22,6 +23,14 @@ from .planner import plan as _plan
 FORMAT = "einc-fhe/1"
 
 
+def _integer(value, name: str) -> int:
+    """``value`` as an int: Python and numpy integers, not floats or strings."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise EincTypeError(f"{name} must be an integer, not {value!r}") from None
+
+
 def _default_depth(n: int, scale_bits: int) -> int:
     budget = MAX_BITS_128.get(n, 0) - 120
     return max(1, min(4, budget // scale_bits))
@@ -32,7 +41,7 @@ class Context:
 
     ``Context(backend="sim"|"seal"|"desilo", poly_modulus_degree=2**15, depth=None, scale_bits=40, plan=None)``.
     The modulus chain is ``[60] + [scale_bits] * depth + [60]`` bits (128-bit secure for N=2^15 up to
-    depth 19; depth 0 suits plans without multiplications).  ``depth`` defaults to ``plan.depth`` (or several plans' maximum) when plans are given, else 4
+    depth 19; depth 0 suits plans without multiplications; ``scale_bits`` from 30 to 60).  ``depth`` defaults to ``plan.depth`` (or several plans' maximum) when plans are given, else 4
     (less where N is small).  ``security=None`` lifts the 128-bit check, for ``sim`` only (small test
     rings).  Rotation keys are made only for the amounts a plan uses: the ones of ``plan``
     at construction, and any later plan's missing ones on first use (``keygen``).
@@ -44,12 +53,21 @@ class Context:
         if backend not in BACKENDS:
             raise FheError(f"unknown FHE backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         plans = [] if plan is None else (list(plan) if isinstance(plan, (list, tuple)) else [plan])
-        n = int(poly_modulus_degree)
+        for p in plans:
+            if not isinstance(p, Plan):
+                raise EincTypeError(f"plan= takes Plans (from fhe.plan or ctx.plan), not {type(p).__name__}")
+        n = _integer(poly_modulus_degree, "poly_modulus_degree")
         if n not in MAX_BITS_128:
             raise FheError(f"poly_modulus_degree must be a power of two from 1024 to 32768, not {n}")
+        scale_bits = _integer(scale_bits, "scale_bits")
+        if not 30 <= scale_bits <= 60:
+            # SEAL's primes have at most 60 bits; below 30 noise swamps results (an 8x8 matmul on SEAL is
+            # off by 6% at 25 bits, by 47x at 20) and rotations look reversed to the direction check
+            raise FheError(f"scale_bits must be from 30 to 60 (CKKS noise swamps results below 30 bits), "
+                           f"not {scale_bits}")
         if depth is None:
             depth = max([p.depth for p in plans]) if plans else _default_depth(n, scale_bits)
-        depth = int(depth)
+        depth = _integer(depth, "depth")
         if depth < 0:
             raise FheError(f"depth must be at least 0, not {depth}")
         need = 120 + depth * scale_bits
@@ -106,7 +124,7 @@ class Context:
             amounts = plan_or_amounts.rotation_keys
             levels = plan_or_amounts.key_levels(self.depth)
         else:
-            amounts = [int(a) for a in plan_or_amounts]
+            amounts = [_integer(a, "a rotation amount") for a in plan_or_amounts]
             levels = {a: self.depth for a in amounts}
         have = self.backend.rotation_keys()
         held = getattr(self.backend, "rotation_key_levels", None)
@@ -124,13 +142,15 @@ class Context:
     # ------------------------------------------------------------------ data
     def encrypt(self, array, layout: Layout | None = None) -> "CipherTensor":
         """Encrypt ``array`` in ``layout`` (default: compact row-major, tiled if it does not fit)."""
-        a = np.asarray(array)
+        a = _array(array, "encrypt")
         if a.dtype.kind not in "biuf":
             raise FheError(f"encrypt takes real numbers, not {a.dtype}"
                            + (" (CKKS slots hold reals here: encrypt .real and .imag apart)" if a.dtype.kind == "c" else ""))
         a = _finite(a.astype(np.float64), "encrypt")
         if layout is None:
             layout = Layout.row_major(a.shape, self.slots)
+        elif not isinstance(layout, Layout):
+            raise EincTypeError(f"layout= takes a fhe.Layout (e.g. plan.input_layouts[k]), not {type(layout).__name__}")
         if layout.slots != self.slots:
             raise FheError(f"layout has {layout.slots} slots, the context {self.slots}")
         vecs = layout.pack(a)
@@ -148,6 +168,15 @@ class Context:
     # ------------------------------------------------------------------ compute
     def plan(self, expr: str, *operands, **options) -> Plan:
         """The plan ``einsum(expr, *operands)`` would run (operands: CipherTensors or arrays)."""
+        if not isinstance(expr, str):
+            raise EincTypeError(f"fhe.einsum takes the subscripts as a str first, not {type(expr).__name__} "
+                                "(numpy's interleaved operand, sublist form is not supported)")
+        unknown = sorted(set(options) - PLAN_OPTIONS)
+        if unknown:
+            raise EincTypeError(f"unknown option(s) {', '.join(unknown)}; fhe.einsum takes {', '.join(sorted(PLAN_OPTIONS))}")
+        lay = options.get("out_layout")
+        if lay is not None and not isinstance(lay, Layout):
+            raise EincTypeError(f"out_layout takes a fhe.Layout, not {type(lay).__name__}")
         shapes, plain, layouts, levels, junk = _describe(operands)
         return _cached_plan(expr, tuple(shapes), frozenset(plain), tuple(layouts), tuple(levels), tuple(junk),
                             self.slots, tuple(sorted(options.items())))
@@ -160,14 +189,14 @@ class Context:
                                "own; share one, or its public() copy, between the operands)")
         p = self.plan(expr, *operands, **options)
         if not any(k == "ct" for k in p.kinds):
-            return np.einsum(expr, *[np.asarray(o, dtype=np.float64) for o in operands])
-        for k, x in enumerate(operands):
-            if not isinstance(x, CipherTensor):
-                _finite(np.asarray(x, dtype=np.float64), f"plaintext operand {k}")
+            return np.einsum(expr, *[_array(o, f"operand {k}").astype(np.float64) for k, o in enumerate(operands)])
+        operands = [x if isinstance(x, CipherTensor) else
+                    _finite(_array(x, f"plaintext operand {k}").astype(np.float64), f"plaintext operand {k}")
+                    for k, x in enumerate(operands)]
         self.keygen(p)
         # a previous einsum may have left a product unrelinearized (size 3): plans start from size 2
         args = [[c if self.backend.size(c) == 2 else self.backend.relin(c) for c in x.cts]
-                if isinstance(x, CipherTensor) else np.asarray(x, dtype=np.float64) for x in operands]
+                if isinstance(x, CipherTensor) else x for x in operands]
         outs = execute.run(p, self.backend, args)
         level = min(self.backend.level(c) for c in outs)
         return CipherTensor(self, p.output_layout, outs, level, p.output_junk)
@@ -285,7 +314,7 @@ def _describe(operands):
             levels.append(x.level)
             junk.append(x.junk)
         else:
-            a = np.asarray(x)
+            a = _array(x, f"operand {k}")
             if a.dtype.kind not in "biuf":
                 raise FheError(f"operand {k}: plaintext operands must be real numbers, not {a.dtype}")
             shapes.append(a.shape)
@@ -315,10 +344,29 @@ def _cached_plan(expr, shapes, plain, layouts, levels, junk, slots, options):
 
 def einsum(expr: str, *operands, **options):
     """``numpy.einsum`` over encrypted tensors: operands are CipherTensors or plain numpy arrays."""
+    if not isinstance(expr, str):
+        raise EincTypeError(f"fhe.einsum takes the subscripts as a str first, not {type(expr).__name__} "
+                            "(numpy's interleaved operand, sublist form is not supported)")
     ctx = next((x.ctx for x in operands if isinstance(x, CipherTensor)), None)
     if ctx is None:
-        return np.einsum(expr, *[np.asarray(o, dtype=np.float64) for o in operands])
+        return np.einsum(expr, *[_array(o, f"operand {k}").astype(np.float64) for k, o in enumerate(operands)])
     return ctx.einsum(expr, *operands, **options)
+
+
+#: the keyword options of ``einsum`` and ``Context.plan`` (passed on to ``fhe.plan``)
+PLAN_OPTIONS = frozenset({"out_layout", "max_ciphertexts", "optimize", "max_keys"})
+
+
+def _array(x, what: str) -> np.ndarray:
+    """``x`` as a numpy array; torch tensors are detached and copied to the host (bfloat16 as float64)."""
+    if type(x).__module__.partition(".")[0] == "torch":
+        x = x.detach().cpu().resolve_conj().resolve_neg()
+        if x.is_floating_point():
+            x = x.double()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise EincTypeError(f"{what}: cannot read a {type(x).__name__} as an array: {e}") from None
 
 
 def _fspath(path) -> str:

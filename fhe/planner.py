@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections import Counter
 from dataclasses import dataclass
 
@@ -460,6 +461,8 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
     ``"auto"`` (the default): at most log2(slots) keys — the size of EinHops' power-of-two key set —
     when a plan can be made within that budget, else the unbudgeted plan.
     """
+    _check_options(slots, out_layout, max_ciphertexts, optimize, max_keys)
+    slots = operator.index(slots)
     if max_keys == "auto":
         free = plan(expr, *shapes, plaintext=plaintext, layouts=layouts, levels=levels, junk=junk, slots=slots,
                     out_layout=out_layout, max_ciphertexts=max_ciphertexts, optimize=optimize, max_keys=None)
@@ -489,6 +492,8 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
     levels = list(levels) if levels is not None else [0] * n
     junks = list(junk) if junk is not None else [0] * n
     output = parsed.output
+    if out_layout is not None and out_layout.shape != tuple(sizes[l] for l in output):
+        raise FheError(f"out_layout has shape {out_layout.shape}, the result of {expr} {tuple(sizes[l] for l in output)}")
     kinds = tuple("pt" if k in plaintext else "ct" for k in range(n))
 
     ops_ct = []
@@ -572,6 +577,28 @@ def plan(expr: str, *shapes, plaintext=(), layouts=None, levels=None, junk=None,
             raise FheError(f"{expr}: the plan needs {result.depth} levels but the encrypted operands have only "
                            f"{avail}; create the Context with depth>={result.depth} (or pass plan=)")
     return result
+
+
+def _check_options(slots, out_layout, max_ciphertexts, optimize, max_keys) -> None:
+    """EincTypeError or FheError for options ``plan`` cannot use (they used to fail deep inside, or not at all)."""
+    from einc.errors import EincTypeError, PathError
+
+    try:
+        operator.index(slots)
+    except TypeError:
+        raise EincTypeError(f"slots must be an integer, not {slots!r}") from None
+    if out_layout is not None and not isinstance(out_layout, Layout):
+        raise EincTypeError(f"out_layout takes a fhe.Layout, not {type(out_layout).__name__}")
+    if out_layout is not None and out_layout.slots != slots:
+        raise FheError(f"out_layout has {out_layout.slots} slots, the plan {slots}")
+    if not isinstance(max_ciphertexts, int) or isinstance(max_ciphertexts, bool) or max_ciphertexts < 1:
+        raise FheError(f"max_ciphertexts must be a positive integer, not {max_ciphertexts!r}")
+    if optimize not in ("auto", "greedy"):
+        raise PathError(f"unknown optimize={optimize!r} for an encrypted einsum; choose 'auto' (every contraction "
+                        "order up to 5 operands) or 'greedy'")
+    if not (max_keys is None or max_keys == "auto" or (isinstance(max_keys, int) and not isinstance(max_keys, bool)
+                                                       and max_keys >= 0)):
+        raise FheError(f"max_keys takes a number of keys (0 or more), 'auto' or None, not {max_keys!r}")
 
 
 def _greedy_order(ops_ct, pt_labels, output, sizes):

@@ -297,6 +297,52 @@ def test_non_finite_values_are_refused(small, bad):
         fhe.einsum("i,i,i->i", x, np.full(3, 1e200), np.full(3, 1e200))
 
 
+def _bad_calls(ctx):
+    x = ctx.encrypt(np.ones((2, 3)))
+    from einc.errors import EincTypeError, PathError
+
+    return [   # (call, exception, message): each used to be a bare TypeError, ValueError or AttributeError, or ran
+        (lambda: fhe.einsum(x, [0, 1], [1]), EincTypeError, "subscripts as a str first"),
+        (lambda: ctx.einsum(x, [0, 1], [1]), EincTypeError, "subscripts as a str first"),
+        (lambda: fhe.einsum("ij->i", x, foo=1), EincTypeError, "unknown option.s. foo"),
+        (lambda: fhe.einsum("ij->i", x, optimize="fast"), PathError, "optimize='fast'"),
+        (lambda: fhe.einsum("ij->i", x, max_keys="lots"), FheError, "max_keys takes"),
+        (lambda: fhe.einsum("ij->ji", x, out_layout=[1, 2]), EincTypeError, "out_layout takes a fhe.Layout"),
+        (lambda: fhe.einsum("ij->ji", x, out_layout=Layout.row_major((2, 3), ctx.slots)), FheError,
+         r"out_layout has shape \(2, 3\), the result of ij->ji \(3, 2\)"),
+        (lambda: fhe.einsum("ij->ji", x, out_layout=Layout.row_major((3, 2), 2 * ctx.slots)), FheError,
+         "out_layout has 2048 slots"),                             # used to return a tensor of the wrong slots
+        (lambda: ctx.encrypt(np.ones(3), layout="row-major"), EincTypeError, "layout= takes a fhe.Layout"),
+        (lambda: ctx.keygen(["a"]), EincTypeError, "rotation amount must be an integer"),
+        (lambda: fhe.Context("sim", "big"), EincTypeError, "poly_modulus_degree must be an integer"),
+        (lambda: fhe.Context("sim", 2048.5, security=None), EincTypeError, "must be an integer, not 2048.5"),
+        (lambda: fhe.Context("sim", SMALL, depth="two", security=None), EincTypeError, "depth must be an integer"),
+        (lambda: fhe.Context("sim", SMALL, scale_bits=61, security=None), FheError, "scale_bits must be from 30 to 60"),
+        (lambda: fhe.Context("sim", SMALL, plan="ij->i", security=None), EincTypeError, "plan= takes Plans"),
+    ]
+
+
+@pytest.mark.parametrize("k", range(15))
+def test_bad_arguments_raise_einc_errors(small, k):
+    call, exc, says = _bad_calls(small)[k]
+    with pytest.raises(exc, match=says):
+        call()
+
+
+def test_torch_tensors_as_operands(small):
+    """Tensors that need grad or are bfloat16 used to fail in numpy's conversion (RuntimeError, TypeError)."""
+    torch = pytest.importorskip("torch")
+    a = torch.arange(6.0).reshape(2, 3)
+    w = torch.tensor([1.0, -2.0, 0.5], requires_grad=True)
+    x = small.encrypt(a.clone().requires_grad_())
+    np.testing.assert_allclose(small.decrypt(x), a.numpy(), atol=1e-9)
+    np.testing.assert_allclose(small.decrypt(fhe.einsum("ij,j->i", x, w)), a.numpy() @ w.detach().numpy(), atol=1e-9)
+    y = fhe.einsum("ij,j->i", small.encrypt(a.bfloat16()), w.bfloat16())
+    np.testing.assert_allclose(small.decrypt(y), a.numpy() @ w.detach().numpy(), atol=1e-9)
+    with pytest.raises(FheError, match="real numbers"):
+        small.encrypt(a.to(torch.complex64))
+
+
 def test_bad_files_raise(tmp_path):
     (tmp_path / "junk").write_bytes(b"not a zip")
     with pytest.raises(FheError, match="cannot read"):

@@ -100,3 +100,13 @@ def test_seal_damaged_files_raise_fhe_error(small, tmp_path):
                     small.load_tensor(tmp_path / "bad")
                 else:
                     fhe.Context.load(tmp_path / "bad")
+
+
+def test_seal_scale_bits_too_small_for_accurate_results_are_refused():
+    """At 25 bits an 8x8 matmul came back 6% off without a word (47x at 20 bits, where the rotation
+    direction check also misfired); scale_bits below 30 are refused, and 30 is within 1e-2."""
+    with pytest.raises(FheError, match="scale_bits must be from 30 to 60"):
+        fhe.Context("seal", 2 ** 13, depth=2, scale_bits=25)
+    ctx = fhe.Context("seal", 2 ** 13, depth=2, scale_bits=30)
+    a = np.linspace(-1, 1, 64).reshape(8, 8)
+    assert _relerr(ctx.decrypt(fhe.einsum("ij,jk->ik", ctx.encrypt(a), ctx.encrypt(a))), a @ a) <= 1e-2
