@@ -14,11 +14,12 @@ from einc.ir.nodes import LABELS, Cast, Einsum, Program, Value, einsum_sizes, si
 from einc.ir.types import TensorType, result_dtype
 from einc.ir.verify import verify
 
-#: dtypes the generator draws, weighted towards what the lowering handles natively
+#: dtypes the generator draws, weighted towards what the lowering handles natively (complex values
+#: compile as their real form, ``einc.ir.realify``)
 DTYPE_WEIGHTS = {
     "float32": 10, "float64": 4, "float16": 2, "bfloat16": 1,
     "int32": 3, "int64": 2, "int8": 1, "int16": 1, "uint8": 1, "uint32": 1, "bool": 1,
-    "complex64": 0.3,
+    "complex64": 1, "complex128": 0.5,
 }
 SIZES = (1, 1, 2, 3, 4, 5, 7, 8, 16)
 MAX_ELEMS = 4096  # per tensor

@@ -92,8 +92,12 @@ def _abs_bounds(prog: Program, inputs: list[np.ndarray]) -> dict[str, np.ndarray
     return {name: np.real(a).astype(np.float64) for name, a in env.items()}
 
 
-#: bits of integers a float dtype holds exactly
-_EXACT_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+#: bits of integers a float dtype (each part of a complex one) holds exactly
+_EXACT_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53, "complex64": 24, "complex128": 53}
+
+
+def _integral(a: np.ndarray) -> bool:
+    return bool(np.all(np.mod(np.real(a), 1) == 0) and np.all(np.mod(np.imag(a), 1) == 0))
 
 
 def _unstable(prog: Program, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -104,18 +108,20 @@ def _unstable(prog: Program, inputs: list[np.ndarray]) -> list[np.ndarray]:
     interpreter computes as 0.0 and TVM as 8.6e-16), so such elements prove nothing.
 
     A computed float is exact, and has no rounding bound, when its operands are exact and its
-    values are integers that the dtype holds exactly (bound below ``2**bits``)."""
+    values are integers that the dtype holds exactly (bound below ``2**bits``).  A complex value
+    turned into a bool is near its jump when both parts are near 0 (the real form tests each part),
+    into an integer when its real part is near one."""
     types = prog.types()
 
-    def is_float(dt: str) -> bool:
-        return dt in EPS and not dt.startswith("complex")
+    def is_inexact(dt: str) -> bool:  # float or complex
+        return dt in EPS
 
     absb = _abs_bounds(prog, inputs)
     env, exact, tol, amb = {}, {}, {}, {}
     for v, a in zip(prog.inputs, inputs):
         a = np.asarray(a)
         env[v.name] = a
-        exact[v.name] = not is_float(v.type.dtype) or bool(np.all(np.mod(a, 1) == 0))
+        exact[v.name] = not is_inexact(v.type.dtype) or _integral(a)
         tol[v.name] = np.zeros(a.shape)  # inputs are what they are: nothing rounded yet
         amb[v.name] = np.zeros(a.shape, bool)
     for op in prog.body:
@@ -126,18 +132,23 @@ def _unstable(prog: Program, inputs: list[np.ndarray]) -> list[np.ndarray]:
         env[op.result] = val
         bound = absb[op.result]
         exact[op.result] = all(exact[o] for o in op.operands) and (
-            not is_float(dt) or (bool(np.all(np.mod(val, 1) == 0)) and bool(np.all(bound < 2.0 ** _EXACT_BITS[dt]))))
-        if is_float(dt) and not exact[op.result]:
-            tol[op.result] = _tolerance(prog, bound, val.astype(np.float64))
+            not is_inexact(dt) or (_integral(val) and bool(np.all(bound < 2.0 ** _EXACT_BITS[dt]))))
+        if is_inexact(dt) and not exact[op.result]:
+            tol[op.result] = _tolerance(prog, bound, np.abs(val).astype(np.float64))
         else:
             tol[op.result] = np.zeros(val.shape)
         # which operand elements are ambiguous for this op: their own, or a float near a jump
         masks = []
         for o in op.operands:
             m = amb[o]
-            if not is_float(dt) and is_float(types[o].dtype) and np.any(tol[o] > 0):
-                x = env[o].astype(np.float64)
-                near = np.abs(x) if dt == "bool" else np.abs(x - np.round(x))
+            if not is_inexact(dt) and is_inexact(types[o].dtype) and np.any(tol[o] > 0):
+                x = env[o]
+                if np.iscomplexobj(x):
+                    near = np.maximum(np.abs(x.real), np.abs(x.imag)) if dt == "bool" else \
+                        np.abs(x.real - np.round(x.real))
+                else:
+                    x = x.astype(np.float64)
+                    near = np.abs(x) if dt == "bool" else np.abs(x - np.round(x))
                 m = m | (near <= tol[o])
             masks.append(m)
         if isinstance(op, Cast):

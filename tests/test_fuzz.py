@@ -210,6 +210,40 @@ output t
     assert compare(q, [a], r, [r[0] + 1]) is not None
 
 
+def test_compare_leaves_open_complex_conversions_that_rounding_can_flip():
+    """The real form of a complex -> bool cast tests each part: a part the interpreter sums to 0 and
+    a kernel to a tiny number flips the bool only where the other part is near 0 too."""
+    import warnings
+
+    from einc.frontend.program import parse_program
+    from einc.fuzz.harness import compare
+
+    p = parse_program("""
+input x: complex64[2, 3]
+input w: float32[3]
+y: complex64[2] = einsum("ij,j->i", x, w)
+flags: bool[2] = cast(y, bool)
+n: int32[2] = cast(y, int32)
+output flags, n
+""")
+    x = np.array([[1, -1, 0], [1 + 1j, -1 + 0j, 0]], np.complex64)
+    w = np.array([0.3, 0.3, 0.1], np.float32)  # row 0: 0 + 0j; row 1: 0 + 0.3j
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = interp.run(p, x, w)
+    assert ref[0].tolist() == [False, True] and ref[1].tolist() == [0, 0]
+    assert compare(p, [x, w], ref, [np.array([True, True]), ref[1]]) is None  # row 0: both parts near 0
+    assert compare(p, [x, w], ref, [np.array([False, False]), ref[1]])["index"] == [1]  # 0.3j is not
+    # the real part near an integer (0) leaves the integer open; far from one it does not
+    assert compare(p, [x, w], ref, [ref[0], np.array([-1, -1], np.int32)]) is None
+    x2 = x.copy()
+    x2[1, 0] = 2.5 + 1j  # row 1's real part 0.45: its int is 0 whatever the rounding
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref2 = interp.run(p, x2, w)
+    assert compare(p, [x2, w], ref2, [ref2[0], np.array([0, 1], np.int32)])["output"] == 1
+
+
 def test_interleave_switches_after_patience_without_feedback():
     it = Interleave(patience=3)
     for _ in range(2):
