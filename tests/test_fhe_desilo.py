@@ -67,6 +67,12 @@ def test_every_depth_up_to_the_engines_key_level():
         fhe.Context("desilo", N, depth=6)
 
 
+def test_bad_thread_count_in_the_environment(monkeypatch):
+    monkeypatch.setenv("EINC_DESILO_THREADS", "many")            # used to be a bare ValueError from int()
+    with pytest.raises(FheError, match="EINC_DESILO_THREADS must be a number of threads, not 'many'"):
+        fhe.Context("desilo", N, depth=1)
+
+
 def test_keys_exactly_the_plans_at_the_levels_used():
     """The default N = 2^15 (16384 slots), as EinHops; keys only for the plan's amounts, each no higher than
     the level it is used at, so the key set is far below a top-level one."""

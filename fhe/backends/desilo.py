@@ -69,7 +69,10 @@ class DesiloBackend:
             raise FheError(f"the desilo backend needs poly_modulus_degree a power of two >= 4096, not {n}")
         mode = os.environ.get("EINC_DESILO_MODE", "cpu")
         threads = os.environ.get("EINC_DESILO_THREADS")
-        threads = int(threads) if threads else len(os.sched_getaffinity(0))
+        try:
+            threads = int(threads) if threads else len(os.sched_getaffinity(0))
+        except ValueError:
+            raise FheError(f"EINC_DESILO_THREADS must be a number of threads, not {threads!r}") from None
         meta = json.loads(files["desilo.json"]) if files is not None else None
         # more special primes: fewer key-switching components, so smaller keys and faster key switches,
         # at the price of levels (N = 2^15: 18, 17, 15 levels with 1, 2, 3 special primes)
