@@ -69,7 +69,9 @@ class _Recorder:
 
 
 def tvm_repro(case: Case, title: str = "", run: bool = False) -> str:
-    """The text of a pure-TVM script that replays ``case``'s TVM steps without einc's workarounds."""
+    """The text of a pure-TVM script that replays ``case``'s TVM steps without einc's workarounds
+    (a program with complex values: its real form, ``einc.ir.realify``, as the fuzzer builds it)."""
+    from einc.ir.realify import CONSTANTS, has_complex, realify
     from einc.lowering import fuzz_hooks, lower as _lower, target as _target
     from einc.lowering._tvm import VERSION, s_tir, tvm
     from .space import parse_config
@@ -85,6 +87,10 @@ def tvm_repro(case: Case, title: str = "", run: bool = False) -> str:
         from einc.ir.passes import run_pipeline
 
         prog = run_pipeline(prog, pl.passes)
+    consts = {}
+    if has_complex(prog):  # what einc hands TVM: the real form, whose constants are passed as they are
+        form = realify(prog)
+        prog, consts = form.program, {name: CONSTANTS[kind] for name, kind in form.constants}
     expected = None
     if run:
         import numpy as np
@@ -92,7 +98,8 @@ def tvm_repro(case: Case, title: str = "", run: bool = False) -> str:
         from einc.ir import interp
 
         with np.errstate(all="ignore"):
-            ref = interp.run(prog, *[np.full(v.type.shape, 0.5).astype(interp_dtype(v.type.dtype)) for v in prog.inputs])
+            ref = interp.run(prog, *[consts[v.name] if v.name in consts else
+                                     np.full(v.type.shape, 0.5).astype(interp_dtype(v.type.dtype)) for v in prog.inputs])
         expected = [np.asarray(r).tolist() for r in ref]
     tjson = _target.resolve(None)
     low = _lower.lower(prog)
@@ -154,15 +161,16 @@ def tvm_repro(case: Case, title: str = "", run: bool = False) -> str:
         from einc.lowering.lower import storage_dtype
 
         types = prog.types()
-        ins = [(v.type.shape, storage_dtype(v.type.dtype)) for v in prog.inputs]
+        ins = [f"np.array({consts[v.name].tolist()!r}, {str(consts[v.name].dtype)!r})" if v.name in consts else
+               f"np.full({v.type.shape!r}, 0.5, {storage_dtype(v.type.dtype)!r})" for v in prog.inputs]
         outs = [(types[o].shape, storage_dtype(types[o].dtype)) for o in prog.outputs]
         out += [
             "    import numpy as np",
             "    dev = tvm.cpu()",
-            f"    args = [tvm.runtime.tensor(np.full(s, 0.5, d), dev) for s, d in {ins!r}]",
+            f"    args = [tvm.runtime.tensor(a, dev) for a in [{', '.join(ins)}]]",
             f"    args += [tvm.runtime.tensor(np.zeros(s, d), dev) for s, d in {outs!r}]",
             '    ex["main"](*args)',
-            f"    print('outputs:', [a.numpy() for a in args[{len(ins)}:]])",
+            f"    print('outputs:', [a.numpy().tolist() for a in args[{len(ins)}:]])",  # (as expected's)
             f"    print('expected (numpy):', {expected!r})",
         ]
     out += [
