@@ -76,7 +76,8 @@ def _scaled(shapes, scale: float):
 
 
 #: relative tolerance per dtype (float16/bfloat16: both sides accumulate in float32 and round once)
-TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "float16": 2e-3, "bfloat16": 1e-2}
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "float16": 2e-3, "bfloat16": 1e-2, "complex64": 1e-4,
+             "complex128": 1e-10}
 
 
 def _inputs(shapes, dtype: str, gen):
@@ -85,7 +86,12 @@ def _inputs(shapes, dtype: str, gen):
     if dtype.startswith(("int", "uint")):  # small values: sums wrap the same way on both sides
         return [torch.randint(-5, 5, tuple(s), device="cuda", generator=gen).to(getattr(torch, dtype))
                 for s in shapes]
-    return [(torch.rand(tuple(s), device="cuda", generator=gen) * 2 - 1).to(getattr(torch, dtype)) for s in shapes]
+    def uniform(s):
+        return torch.rand(tuple(s), device="cuda", generator=gen) * 2 - 1
+
+    if dtype.startswith("complex"):  # both parts uniform
+        return [torch.complex(uniform(s), uniform(s)).to(getattr(torch, dtype)) for s in shapes]
+    return [uniform(s).to(getattr(torch, dtype)) for s in shapes]
 
 
 def bench_case(name: str, expr: str, shapes, *, repeat: int = 5, tol: float | None = None, seed: int = 0,
@@ -120,8 +126,9 @@ def bench_case(name: str, expr: str, shapes, *, repeat: int = 5, tol: float | No
         torch.cuda.synchronize()
         row["first_call_s"] = time.perf_counter() - t0
         res = out
-        err = (res.double() - ref.double()).abs().max().item()
-        scale = ref.double().abs().max().item() or 1.0
+        wide = torch.complex128 if ref.is_complex() else torch.float64
+        err = (res.to(wide) - ref.to(wide)).abs().max().item()
+        scale = ref.to(wide).abs().max().item() or 1.0
         row.update(ok=bool(err <= tol * scale * max(1.0, math.log2(max(2, res.numel())) / 4)),
                    max_err=err, ref_max=scale)
         # einc: zero-copy in, preallocated out
@@ -151,6 +158,12 @@ def _kernel_only_ms(k, xs, out):
         from einc.lowering import _tvm
 
         dev = _tvm.cuda_device(0)
+        if getattr(k, "form", None) is not None:  # a complex kernel: its real kernel's arguments
+            import torch
+
+            xs = [torch.view_as_real(x) if x.is_complex() else x for x in xs] + \
+                [torch.as_tensor(c, device=out.device) for c in k.form.constant_arrays()]
+            out = torch.view_as_real(out)
         ins = [_tvm.from_dlpack(x) for x in xs] + [_tvm.from_dlpack(out)]
         f = k._rt.time_evaluator("main", dev, number=10, repeat=5, min_repeat_ms=50)
         return statistics.median(f(*ins).results) * 1e3

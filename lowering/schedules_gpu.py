@@ -705,10 +705,13 @@ def _gemm(sch, name, st):
         # pipelined K loop replaces a serial loop around short ones (mttkrp: 0.58 vs 1.66 ms).
         # Not with a partial M or N tile: TVM then gave up on the tiles' regions and sized each
         # shared tile as its whole operand (aced,debc->ab at a = 48: 238 KiB, no GPU loads that)
-        kf = sch.fuse(*[lp[c] for c in k_out + [k_in]])
+        # Only the innermost K-out label joins: with three or more fused, TVM gave up on the
+        # regions again (fbc of eafbc,dbcf->ead, 2x16x16: 64 KiB shared tiles, the whole operand)
+        kf = sch.fuse(lp[k_out[-1]], lp[k_in])
         lp = dict(lp)
         lp[k_in] = kf
-        Kn, Kout, k_out, rows = Kn * Kout, 1, [], Kout
+        joined = sz[k_out[-1]]
+        Kn, Kout, k_out, rows = Kn * joined, Kout // joined, k_out[:-1], joined
     else:
         rows = 0
     tiles = _prod(sz[c] for c in outer) * math.ceil(Mn / BM) * math.ceil(Nn / BN)

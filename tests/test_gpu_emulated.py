@@ -85,6 +85,43 @@ def test_gpu_suite_case_results(name):
     assert all(row[1] != "dlight" for row in k.built.plan), k.built.plan
 
 
+# bench/complex.json's GPU cases, small: complex values run as their (re, im) parts (einc.ir.realify)
+COMPLEX_CASES = json.loads((SUITE.parent / "complex.json").read_text())["gpu"]
+COMPLEX_SMALL = {
+    "cmatmul": [(96, 64), (64, 80)],
+    "cbatched_mm": [(2, 64, 32), (2, 32, 48)],
+    "gate2q": [(64, 4, 32), (4, 4)],
+    "cmttkrp": [(16, 16, 16), (16, 8), (16, 8)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPLEX_SMALL))
+def test_complex_gpu_cases_run_as_their_real_form(name):
+    import einc
+    from einc.lowering.cuda_emulator import emulate
+
+    assert set(COMPLEX_SMALL) == set(COMPLEX_CASES)
+    expr, shapes = COMPLEX_CASES[name]["expr"], COMPLEX_SMALL[name]
+    k = einc.compile(expr, *shapes, dtype="complex64", target=TARGET, cache=False)
+    rng = np.random.default_rng(0)
+    xs = [(rng.uniform(-1, 1, s) + 1j * rng.uniform(-1, 1, s)).astype(np.complex64) for s in shapes]
+    got = k.form.outputs(emulate(k.built, k.form.inputs(xs)))[0]
+    ref = np.einsum(expr, *[x.astype(np.complex128) for x in xs])
+    assert got.dtype == np.complex64
+    assert float(np.abs(got - ref).max()) <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+    classes = [row[1] for row in k.built.plan]
+    assert "dlight" not in classes, k.built.plan
+    assert ("gemm" in classes) == (name != "gate2q"), k.built.plan  # gate2q sums 4 x 2 terms: reduce-short
+
+
+def test_a_gemm_over_three_summed_labels_keeps_its_shared_tiles_small():
+    """Fusing all three K labels (f, b, c) into one tiled loop lost TVM the tiles' regions: each shared
+    tile was its whole operand (56-64 KiB, over the 48 KiB a kernel may declare), and dlight could not
+    build it either.  The complex mttkrp's real form has such a step."""
+    k = _check("afbc,dbcf->ad", [(16, 2, 16, 16), (8, 16, 16, 2)])
+    assert k.built.plan[0][1] == "gemm" and "serial K" in k.built.plan[0][2], k.built.plan
+
+
 @pytest.mark.parametrize("override", [
     None, {"kt": False}, {"async": True}, {"bk": 8, "stages": 3, "async": True}, {"unroll_k": False},
     {"ty": 16, "tm": 4, "tx": 16, "tn": 8}, {"ty": 16, "tm": 8, "tx": 16, "tn": 4, "stages": 1},
