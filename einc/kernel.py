@@ -428,25 +428,36 @@ class ComplexKernel(Kernel):
         types = form.source.types()
         self.out_types = [types[o] for o in form.source.outputs]
         self.interpreted, self.param_align, self._cuda = inner.interpreted, inner.param_align, inner._cuda
-        self._fn, self._perm, self._fast = None, None, False  # every call converts (dispatch.FastCall too)
+        self._fn, self._fast = None, False  # every call converts (dispatch.FastCall too)
+        self._perm = _permutation_of_input(form.source)  # (a view of the complex operand, as numpy gives)
         self._consts = form.constant_arrays()
 
     @property
     def _library(self):
         return self.inner._library
 
+    def _check_tensor(self, i: int, x: Any) -> bool:
+        """Whether operand ``i`` is a torch tensor (then of the compiled dtype and shape)."""
+        if not (type(x).__module__.startswith("torch") and hasattr(x, "resolve_conj")):
+            return False
+        import torch
+
+        t = self.in_types[i]
+        if x.dtype != getattr(torch, t.dtype) or tuple(x.shape) != t.shape:
+            raise EincTypeError(f"{self._name(i)}: {x.dtype} {list(x.shape)} but the kernel was compiled "
+                                f"for {t.dtype} {list(t.shape)}")
+        return True
+
     def _parts(self, i: int, x: Any):
         """Complex operand ``i`` as the real array of its parts."""
         from einc.ir.realify import as_real
 
-        t = self.in_types[i]
-        if type(x).__module__.startswith("torch") and hasattr(x, "resolve_conj"):
+        if self._check_tensor(i, x):
             import torch
 
-            if x.dtype != getattr(torch, t.dtype) or tuple(x.shape) != t.shape:
-                raise EincTypeError(f"{self._name(i)}: {x.dtype} {list(x.shape)} but the kernel was compiled "
-                                    f"for {t.dtype} {list(t.shape)}")
-            return torch.view_as_real(x.resolve_conj())  # (a lazily conjugated tensor has no real view)
+            # a lazily conjugated or negated tensor has no real view of its value (DLPack would hand
+            # over its memory, the value before the conjugation or negation)
+            return torch.view_as_real(x.resolve_conj().resolve_neg())
         from einc.lowering.gpu_arrays import is_cuda_array
 
         if is_cuda_array(x):
@@ -460,6 +471,12 @@ class ComplexKernel(Kernel):
         n = len(self.in_types)
         if len(arrays) != n:
             raise EincError(f"kernel takes {n} operand{'s' * (n != 1)}, got {len(arrays)}")
+        if self._perm is not None and out is None:  # like numpy.einsum: a permutation is a view
+            i, perm = self._perm
+            x = arrays[i]
+            if self._check_tensor(i, x):
+                return x.permute(*perm)  # (a lazy conjugation stays one)
+            return np.transpose(self._host_array(i, x, _Frame()), perm)
         cin, cout = self.form.complex_inputs, self.form.complex_outputs
         ins = [self._parts(i, x) if cx else x for i, (x, cx) in enumerate(zip(arrays, cin))] + self._consts
         single = len(self.out_types) == 1
@@ -525,10 +542,22 @@ def _complex_form(meta: dict, prog: Program):
     """The ``RealForm`` a sidecar records for a complex kernel (``prog``: its real program)."""
     from einc.ir.realify import CONSTANTS, RealForm
 
+    from einc.errors import EincError
+    from einc.ir.realify import has_complex, realify
+    from einc.ir.verify import verify
+
     src = program_from_json(meta["program"])
     consts = tuple((str(name), str(kind)) for name, kind in meta["constants"])
-    if any(kind not in CONSTANTS for _, kind in consts) or \
-            [v.name for v in prog.inputs] != [v.name for v in src.inputs] + [name for name, _ in consts]:
+    if any(kind not in CONSTANTS for _, kind in consts):
+        raise ValueError(f"unknown constants {[kind for _, kind in consts]}")
+    # the library computes ``prog``: the complex program must be the one whose real form it is (its
+    # types decide how operands go in and results come out)
+    try:
+        form = realify(verify(src))
+    except EincError as e:
+        raise ValueError(f"the complex program is not valid: {e}") from None
+    if not has_complex(src) or form.constants != consts or \
+            program_to_json(form.program) != program_to_json(prog):
         raise ValueError("the complex program does not match the real one")
     return RealForm(src, prog, consts)
 

@@ -212,3 +212,56 @@ def test_cuda_builds_complex_kernels_without_a_gpu():
     # (tests/test_fuzz_cuda_emu.py runs one through the CUDA emulator against numpy)
     k = einc.compile("ij,jk->ik", (32, 24), (24, 16), dtype="complex64", target="cuda", cache=False)
     assert "__global__" in k.source("cuda") and k.in_types[0].dtype == "complex64"
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda m: m["complex"].__setitem__("constants", [["cx_J", "U"]]),  # a constant of another shape
+    lambda m: m["complex"]["program"]["inputs"][0].__setitem__("dtype", "complex128"),
+    lambda m: m["complex"]["program"]["inputs"][0].__setitem__("shape", [8, 7]),
+    lambda m: m["complex"]["program"]["body"][0].__setitem__("dtype", "float32"),  # result read as real
+    lambda m: m["complex"]["program"]["body"][0].__setitem__("dtype", "complex128"),
+    lambda m: m["complex"]["program"]["body"][0].update(output="ca", shape=[5, 8]),  # the other layout
+    lambda m: m["complex"]["program"].__setitem__("outputs", ["out", "out"]),
+    lambda m: m["complex"]["program"].__setitem__("outputs", ["t0"]),
+])
+def test_a_sidecar_whose_complex_program_is_not_the_real_one_is_a_cache_error(tmp_path, tamper):
+    # the library computes the real program; a complex program that does not realify to it would
+    # be called with the wrong types or have its result read in the wrong shape or dtype
+    from einc.errors import CacheError
+
+    rng = np.random.default_rng(7)
+    a, b = _c(rng, 8, 6), _c(rng, 6, 5)
+    path = einc.compile("ij,jk->ik", a, b).export(tmp_path / "c.so")
+    meta = json.loads((tmp_path / "c.so.json").read_text())
+    tamper(meta)
+    (tmp_path / "c.so.json").write_text(json.dumps(meta))
+    with pytest.raises(CacheError, match="metadata"):
+        einc.load(path)
+
+
+def test_a_torch_tensor_with_the_negative_bit_is_read_with_its_sign():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    a, b = _c(rng, 6, 5), _c(rng, 5, 7)
+    k = einc.compile("ij,jk->ik", a, b)
+    neg = torch.from_numpy(a)._neg_view()  # lazily negated: its memory holds a, its value is -a
+    assert neg.is_neg()
+    np.testing.assert_allclose(k(neg, torch.from_numpy(b)).numpy(), -(a @ b), rtol=1e-5, atol=1e-5)
+
+
+def test_a_complex_permutation_is_a_view_as_numpy_einsum_gives():
+    rng = np.random.default_rng(9)
+    a = _c(rng, 3, 4, 5)
+    k = einc.compile("ijk->kij", a)
+    got = k(a)
+    assert np.shares_memory(got, a) and np.array_equal(got, np.einsum("ijk->kij", a))
+    f = np.asfortranarray(a)
+    np.testing.assert_array_equal(k(f), np.einsum("ijk->kij", a))
+    with pytest.raises(EincTypeError, match="operand 0"):
+        k(a.astype(np.complex128))
+    out = np.empty((5, 3, 4), np.complex64)  # out= still writes the result
+    assert k(a, out=out) is out and np.array_equal(out, np.einsum("ijk->kij", a))
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(a)
+    got = k(t.conj())
+    assert isinstance(got, torch.Tensor) and torch.equal(got.resolve_conj(), t.conj().permute(2, 0, 1).resolve_conj())
