@@ -133,6 +133,9 @@ class _Frame:
                 if x.requires_grad:
                     raise EincTypeError(f"{what}: a torch tensor that requires grad; einc computes no "
                                         "gradients (pass x.detach())")
+                # a lazily conjugated or negated tensor (t.conj(), t.conj().imag): DLPack refuses the
+                # conjugate bit and drops the negative one (-x read as x); resolving copies only then
+                x = x.resolve_conj().resolve_neg()
                 if x.dtype == self.torch.bfloat16:  # numpy's DLPack import knows no bfloat16
                     return self.to_numpy(x.view(self.torch.int16), what).view(np_dtype("bfloat16"))
             try:

@@ -72,6 +72,8 @@ def _to_tvm(x: Any, what: str, t, tvm_mod):
     if tvm_mod.is_tvm_tensor(x):
         tv = x
     else:
+        if _kind(x) == "torch":  # DLPack refuses a conjugate bit and drops a negative one (-x read as x)
+            x = x.resolve_conj().resolve_neg()
         try:
             tv = tvm_mod.from_dlpack(x)
         except Exception:  # noqa: BLE001 - strides or alignment: copy on the device

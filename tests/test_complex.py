@@ -265,3 +265,15 @@ def test_a_complex_permutation_is_a_view_as_numpy_einsum_gives():
     t = torch.from_numpy(a)
     got = k(t.conj())
     assert isinstance(got, torch.Tensor) and torch.equal(got.resolve_conj(), t.conj().permute(2, 0, 1).resolve_conj())
+
+
+def test_einsum_reads_lazily_conjugated_and_negated_torch_tensors():
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(_c(np.random.default_rng(9), 3, 4))
+    neg = t.conj().imag  # a real tensor with the negative bit: DLPack would read it as +imag
+    assert neg.is_neg()
+    want = -t.imag.numpy().sum(1)
+    for target in (None, "llvm"):
+        np.testing.assert_allclose(einc.einsum("ij->i", neg, target=target).numpy(), want, rtol=1e-6)
+        got = einc.einsum("ij,kj->ik", t.conj(), t, target=target)  # DLPack refuses the conjugate bit
+        np.testing.assert_allclose(got.numpy(), t.numpy().conj() @ t.numpy().T, rtol=1e-5)
