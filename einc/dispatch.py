@@ -19,7 +19,8 @@ The policy (what ``einc.einsum`` does)
 ``target=None`` (the default): a drop-in ``numpy.einsum`` that never waits on a compile for a
 call that cannot repay it, and never changes the result's dtype or meaning:
 
-1. zero-size operands: the interpreter, always.
+1. zero-size operands, and complex steps other than GEMM-like contractions (numpy's complex loops
+   beat their real and imaginary parts there): the interpreter, always.
 2. a call whose numpy time is under ``FLOOR_S`` (predicted from its FLOPs and bytes, and
    checked again against the measured mean before compiling): the interpreter, always.  Below this a kernel call's fixed cost (argument checks,
    the packed call, output allocation) eats what compiled code gains.
@@ -105,6 +106,13 @@ def _itemsize(dtype: str) -> int:
         return 1
     digits = "".join(c for c in dtype if c.isdigit())
     return max(1, int(digits or 64) // 8)
+
+
+def slow_complex(prog: Program) -> str | None:
+    """A complex step numpy runs faster than einc's real form of it (``einc.ir.realify.slow_step``)."""
+    from einc.ir.realify import has_complex, slow_step
+
+    return slow_step(prog) if has_complex(prog) else None
 
 
 def _has_zero_size(prog: Program) -> bool:
@@ -258,6 +266,9 @@ class Plan:
             self.reason = f"target {self.target!r} forces compilation"
         elif _has_zero_size(prog):
             self.mode, self.reason = "interp", "zero-size operand: nothing to compile"
+        elif slow_complex(prog):
+            self.mode, self.reason = "interp", (f"{slow_complex(prog)}: a complex step that is not a GEMM "
+                                                "runs faster in numpy than as its real and imaginary parts")
         elif self.predicted_s < FLOOR_S:
             self.mode, self.reason = "interp", (f"predicted numpy time {self.predicted_s * 1e6:.0f} us < "
                                                 f"floor {FLOOR_S * 1e6:.0f} us: a kernel cannot win")

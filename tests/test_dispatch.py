@@ -221,3 +221,15 @@ def test_kernels_are_built_from_pairwise_programs():
     np.testing.assert_allclose(run(kp, a, b, c)[0], a @ b @ c, rtol=1e-5)
     p2 = prog_for("ij,jk->ik", a, b)
     assert D.kernel_program(p2) is p2
+
+
+def test_complex_steps_that_are_not_gemms_stay_in_numpy():
+    """Sums, products and matrix-vector steps of complex values are slower as their real and
+    imaginary parts than in numpy's complex loops (``ij->j`` 1024^2: 10.7 ms against 0.23); complex
+    GEMMs are far faster (``ij,jk->ik`` 256^2: 1.5 ms against 50)."""
+    a = (rand(300, 300) + 1j * rand(300, 300, seed=1)).astype(np.complex64)
+    for sub, ops in (("ij->j", [a]), ("ij,j->i", [a, a[0]]), ("ij,ij->ij", [a, a])):
+        p = prog_for(sub, *ops)
+        assert D.plan_for(p).mode == "interp" and "not a GEMM" in D.explain(p), sub
+    for sub in ("ik,kj->ij", "ik,jk->ij"):
+        assert D.plan_for(prog_for(sub, a, a)).mode in ("auto", "kernel"), sub
