@@ -571,14 +571,18 @@ def _reduce_outer(sch, name, st, vbits):
     blk = sch.get_sblock(name)
     lp, _ = _loops_by_label(sch, blk, st)
     lanes = lanes_for(st.acc_dtype, vbits)
-    n = st.out_labels[-1]
-    N = st.sizes[n]
+    group = _trailing_group(st)  # n: these labels' loops fused (one contiguous run in every tensor)
+    if _prod(st.sizes[c] for c in group) % lanes:  # a fused loop cut at a partition: not affine
+        group = group[-1:]
+    n = "".join(group)
+    N = _prod(st.sizes[c] for c in group)
     if N < lanes:
         raise ValueError("output axis too short to vectorise")
     main = N - N % lanes
-    others, red = st.out_labels[:-1], st.red_labels
-    sch.reorder(lp[n], *[lp[c] for c in others], *[lp[c] for c in red])  # n outermost: partition it
-    blocks = [blk] if main == N else _partition(sch, name, lp[n], main)
+    others, red = st.out_labels[:-len(group)], st.red_labels
+    sch.reorder(*[lp[c] for c in group], *[lp[c] for c in others], *[lp[c] for c in red])  # n outermost
+    nloop = sch.fuse(*[lp[c] for c in group]) if len(group) > 1 else lp[n]
+    blocks = [blk] if main == N else _partition(sch, name, nloop, main)
     nl, *rest = sch.get_loops(blocks[0])  # n, others.., red.. (n was outermost: nothing above it)
     vo, lv = sch.split(nl, [None, lanes])
     vchunk = min(32, main // lanes)
@@ -594,6 +598,20 @@ def _reduce_outer(sch, name, st, vbits):
         sch.reorder(*tail[1:], tail[0])
         desc += f"; last {N - main} of {n} a scalar loop of their own"
     return desc
+
+
+def _trailing_group(st) -> list[str]:
+    """The output's last labels that every operand holding one of them also ends with, in the same
+    order and at full size: one contiguous run of memory in every tensor, scheduled as one loop.
+    (A complex sum's real form, ``abc->bc``: the (re, im) axis c is 2 long, the run b x c is not.)"""
+    group = []
+    for k in range(1, len(st.out_labels) + 1):
+        tail = st.out_labels[-k:]
+        if not all(labs[-k:] == tail and tuple(shp[-k:]) == tuple(st.sizes[c] for c in tail)
+                   for labs, shp in zip(st.operand_labels, st.operand_shapes) if set(tail) & set(labs)):
+            break
+        group = list(tail)
+    return group
 
 
 def _reduce(sch, name, st, vbits):

@@ -350,6 +350,9 @@ def test_row_reductions_accumulate_several_rows_at_once(subs, shapes, rows):
     ("bij->bj", [(3, 50, 77)], "float32", 5),
     ("ij->j", [(64, 100)], "int8", 4),  # wraps like numpy's int8 sum
     ("ijk->ik", [(5, 33, 9)], "float16", 1),
+    # k alone is too short to vectorise; j x k is one contiguous run (a complex sum's j x (re, im))
+    ("ijk->jk", [(40, 64, 6)], "float32", 0),
+    ("ijk->jk", [(40, 6, 2)], "float64", 0),
 ])
 def test_column_reductions_vectorize_whatever_the_width(subs, shapes, dtype, tail):
     """reduce-outer vectorises the output axis in whole vectors, chunks of up to 32 vectors in
