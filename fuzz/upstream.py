@@ -24,6 +24,21 @@ def interp_dtype(dtype: str):
     return np_dtype(dtype)
 
 
+#: the inputs a wrong-result reproducer runs on, as the script defines them (TVM and numpy only):
+#: distinct values (equal ones hide bugs that give every lane one lane's value), exact in every
+#: dtype; bfloat16 as the uint16 bits TVM takes
+RAMP_SRC = '''def ramp(shape, dtype):
+    import numpy as np
+    k = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+    if dtype == "bool":
+        return (k % 2).astype(bool)
+    if dtype.startswith(("int", "uint")):
+        return (k % 3).astype(dtype)
+    v = ((k % 7 + 1) / 8).astype("float32" if dtype == "bfloat16" else dtype)
+    return (v.view(np.uint32) >> 16).astype(np.uint16) if dtype == "bfloat16" else v
+'''
+
+
 class _Recorder:
     """Wraps an ``s_tir.Schedule``: delegates every call, and writes each schedule-changing call as
     a line of plain TVM code (before making it, so the line that crashes is in the script)."""
@@ -97,9 +112,15 @@ def tvm_repro(case: Case, title: str = "", run: bool = False) -> str:
 
         from einc.ir import interp
 
+        scope: dict = {}
+        exec(RAMP_SRC, scope)  # noqa: S102 - our own constant: the script's definition, run here too
+
+        def value(v):
+            a = scope["ramp"](v.type.shape, v.type.dtype)
+            return a.view(interp_dtype("bfloat16")) if v.type.dtype == "bfloat16" else a
+
         with np.errstate(all="ignore"):
-            ref = interp.run(prog, *[consts[v.name] if v.name in consts else
-                                     np.full(v.type.shape, 0.5).astype(interp_dtype(v.type.dtype)) for v in prog.inputs])
+            ref = interp.run(prog, *[consts[v.name] if v.name in consts else value(v) for v in prog.inputs])
         expected = [np.asarray(r).tolist() for r in ref]
     tjson = _target.resolve(None)
     low = _lower.lower(prog)
@@ -157,14 +178,15 @@ def tvm_repro(case: Case, title: str = "", run: bool = False) -> str:
         f"    with tvm.transform.PassContext(opt_level=3, config={cfg!r}):",
         f"        ex = tvm.compile(mod, target=tvm.target.Target({json.loads(tjson)!r}))",
     ]
-    if run:  # a wrong result: run on inputs of 0.5 and print the outputs next to numpy's answer
+    if run:  # a wrong result: run on the ramp inputs and print the outputs next to numpy's answer
         from einc.lowering.lower import storage_dtype
 
         types = prog.types()
         ins = [f"np.array({consts[v.name].tolist()!r}, {str(consts[v.name].dtype)!r})" if v.name in consts else
-               f"np.full({v.type.shape!r}, 0.5, {storage_dtype(v.type.dtype)!r})" for v in prog.inputs]
+               f"ramp({v.type.shape!r}, {v.type.dtype!r})" for v in prog.inputs]
         outs = [(types[o].shape, storage_dtype(types[o].dtype)) for o in prog.outputs]
         out += [
+            *["    " + ln for ln in RAMP_SRC.splitlines()],
             "    import numpy as np",
             "    dev = tvm.cpu()",
             f"    args = [tvm.runtime.tensor(a, dev) for a in [{', '.join(ins)}]]",

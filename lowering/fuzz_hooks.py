@@ -75,6 +75,10 @@ TVM_BUGS = {
     "rfactor_predicate": ("wrong_result-run-b901a8cbbe",
                           "rfactor of a block under a non-divisible split (a T.where predicate) compiles and "
                           "gives a wrong result (NaN: partial sums the predicate skipped are read uninitialized)"),
+    "vectorize_producer": ("wrong_result-run-a5adb8b0c0",
+                           "a vectorized loop around a block that writes a buffer and a block that reads it "
+                           "(compute_at into or under the vectorized loop, or vectorize after it) compiles and "
+                           "gives every lane the last lane's value: ',a->a' of [1, 2, 3] gave [1.5, 1.5, 1.5]"),
     "wide_vectorize": ("timeout-codegen-fd6915aba3",
                        f"vectorizing a loop of more than {MAX_VECTOR_LANES} iterations makes LLVM codegen "
                        "run for minutes"),
@@ -115,6 +119,26 @@ def check_vectorize(sch, lp) -> None:
         raise tvm_bug("nested_vectorize", "vectorize of a loop nested with a vectorized loop")
     if int(ext.value) == 1 and "pragma_auto_unroll_max_step" in sch.get(lp).annotations:
         raise tvm_bug("vectorize_pragma_1", "vectorize of an extent-1 loop with an unroll pragma")
+    if _feeds_within(sch, lp):
+        raise tvm_bug("vectorize_producer", "vectorize of a loop around a producer and its consumer")
+
+
+def check_compute_at(sch, lp) -> None:
+    """Raise ``Unsupported`` when computing a block at loop ``lp`` would hit a known TVM bug."""
+    want = sch.get(lp)
+    for b in sch.get_child_blocks(lp):  # lp and the loops around it: any vectorized?
+        loops = [sch.get(x) for x in sch.get_loops(b)]
+        upto = next(i for i, x in enumerate(loops) if x.same_as(want)) + 1
+        if any(int(x.kind) == _VECTORIZED for x in loops[:upto]):
+            raise tvm_bug("vectorize_producer", "compute_at into or under a vectorized loop")
+        return
+
+
+def _feeds_within(sch, lp) -> bool:
+    """Whether a block under loop ``lp`` reads a buffer another block under ``lp`` writes."""
+    blocks = [sch.get(b) for b in sch.get_child_blocks(lp)]
+    written = {w.source.name: i for i, blk in enumerate(blocks) for w in blk.writes}
+    return any(written.get(r.source.name, i) != i for i, blk in enumerate(blocks) for r in blk.reads)
 
 
 def check_annotate_unroll(sch, lp) -> None:
@@ -324,7 +348,10 @@ def apply_primitive(sch, spec: str, *, workarounds: bool = True) -> str:
         ol = sch.get_loops(other)
         if not ol:
             raise ScheduleSkipped("no loops")
-        sch.compute_at(b, ol[rest[1][1] % len(ol)])
+        at = ol[rest[1][1] % len(ol)]
+        if workarounds:
+            check_compute_at(sch, at)
+        sch.compute_at(b, at)
     elif kind == "storage_align":
         sch.storage_align(b, 0, int(rest[0]), int(rest[1]), int(rest[2]))
     else:  # pragma: no cover - parse_sched_prim knows the kinds

@@ -172,6 +172,12 @@ def _rfactor_looped_consumer():
     (_sched_case(_rci_shared(), ["reverse_compute_inline(b1)"], base="none"), "reverse_inline_shared"),
     (_sched_case(_rci_outer(2), ["reverse_compute_inline(b1)"], base="none"), "reverse_inline_uncovered"),
     (_sched_case(_rfactor_dup_output(), ["rfactor(b0,l0)"], base="none"), "rfactor_0d"),
+    # float16 ',a->a': out__acc (float32) then out (the conversion); a vectorized loop around both gave
+    # every lane the last lane's value, in either order of the two primitives
+    (_sched_case(single_einsum(",a->a", [T((), "float16"), T((3,), "float16")]),
+                 ["vectorize(b1,l0)", "compute_at(b0,b1,l-1)"], base="none"), "vectorize_producer"),
+    (_sched_case(single_einsum(",a->a", [T((), "float16"), T((3,), "float16")]),
+                 ["compute_at(b0,b1,l-1)", "vectorize(b1,l0)"], base="none"), "vectorize_producer"),
 ])
 def test_known_tvm_bugs_are_refused_up_front_naming_the_bug(case, bug):
     from einc.lowering.fuzz_hooks import TVM_BUGS
@@ -187,7 +193,10 @@ def test_the_workarounds_leave_the_working_neighbours_alone():
                  _sched_case(single_einsum("ij->ij", [T((4, 16), "float32")]), ["vectorize(b0,l1)"], base="none"),
                  _sched_case(single_einsum("t->", [T((8,), "float32")]), ["rfactor(b0,l0)"], base="none"),
                  _sched_case(single_einsum("n->n", [T((4,), "float32")]), ["annotate_unroll(b0,l0)", "vectorize(b0,l0)"],
-                             base="none")):
+                             base="none"),
+                 # a producer computed at the (not vectorized) loop of its consumer
+                 _sched_case(single_einsum(",a->a", [T((), "float16"), T((3,), "float16")]),
+                             ["compute_at(b0,b1,l-1)"], base="none")):
         outcome, feats = run_case_isolated(case, timeout=120, coverage=False)[:2]
         assert outcome.key == "ok@done", (case.pipeline, outcome)
         assert any(f.startswith("sched:ok:") for f in feats), feats
@@ -265,8 +274,8 @@ def test_complex_cases_run_as_their_real_form_and_their_tvm_reproducer_needs_tvm
     case = Case(_mm(5, 4, 3, "complex64"), FuzzPipeline(passes="canonicalize"), seed=4)
     outcome, feats, _, _ = run_case_isolated(case, timeout=120)
     assert outcome.key == "ok@done" and "complex" in feats, outcome
-    # the pure-TVM script builds the real form, passes the constant J as it is, and computes what the
-    # real form does on inputs of 0.5 (5 * 4 * 3 of them: re = 0.5*0.5*4 - 0.5*0.5*4 = 0, im = 2)
+    # the pure-TVM script builds the real form, passes the constant J as it is, and runs it on distinct
+    # inputs (equal ones hide a lane-broadcast bug such as wrong_result-run-a5adb8b0c0's)
     src = tvm_repro(case, "complex", run=True)
     assert "import einc" not in src and "from einc" not in src
     (tmp_path / "r.py").write_text(src)
@@ -275,4 +284,4 @@ def test_complex_cases_run_as_their_real_form_and_their_tvm_reproducer_needs_tvm
     lines = {ln.split(":", 1)[0]: ln.split(":", 1)[1] for ln in res.stdout.splitlines() if ":" in ln}
     got = eval(lines["outputs"])  # noqa: S307 - lists our own script printed
     want = eval(lines["expected (numpy)"])  # noqa: S307
-    assert np.allclose(got[0], want[0]) and np.allclose(np.asarray(want[0])[..., 1], 2.0)
+    assert np.allclose(got[0], want[0]) and len(np.unique(np.asarray(want[0]))) > 4
