@@ -543,10 +543,8 @@ def kernel_for(prog: Program, build, *, subscripts: str | None = None, source_pr
 
 def _complex_form(meta: dict, prog: Program):
     """The ``RealForm`` a sidecar records for a complex kernel (``prog``: its real program)."""
-    from einc.ir.realify import CONSTANTS, RealForm
-
     from einc.errors import EincError
-    from einc.ir.realify import has_complex, realify
+    from einc.ir.realify import CONSTANTS, RealForm, has_complex, realify
     from einc.ir.verify import verify
 
     src = program_from_json(meta["program"])

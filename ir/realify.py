@@ -206,11 +206,12 @@ def _einsum(b: _Builder, op: Einsum, cx: set, where: str) -> None:
         inputs[cpos[0]] += out_part
     else:
         d = chain[-1]  # the parts of a value being expanded (its own einsum's label)
-        # the vector: an operand whose last label is summed (its parts then continue the summed axes),
-        # the largest among those
+        # the vector, whose parts stay a trailing axis: in a GEMM-like step the GEMM's B (it holds the
+        # result's last label), else an operand whose last label is summed (its parts continue the
+        # summed axes); the largest among those
         def rank_key(k):
             labs = op.inputs[k]
-            if planar:  # the vector: the GEMM's B (it holds the result's last label), then the largest
+            if planar:
                 return (op.output[-1] in labs, b.types[op.operands[k]].size)
             return (bool(labs) and labs[-1] not in op.output, b.types[op.operands[k]].size)
 
@@ -248,9 +249,9 @@ def _einsum(b: _Builder, op: Einsum, cx: set, where: str) -> None:
 
 
 def _contraction(op: Einsum) -> bool:
-    """A GEMM-like step: two operands share a summed label, and the result's last label is an
-    operand's.  Its real form computes the parts outermost (each a GEMM with the result's own N),
-    then interleaves them; any other step keeps the parts innermost throughout."""
+    """A GEMM-like step: two operands share a summed label and the result has an axis.  Its real
+    form computes the parts outermost (each a GEMM with the result's own N), then interleaves them;
+    any other step keeps the parts innermost throughout."""
     summed = set(op.contracted())
     shared = any(lab in summed and any(lab in other for other in op.inputs[k + 1:])
                  for k, labs in enumerate(op.inputs) for lab in labs)
