@@ -206,13 +206,13 @@ def _einsum(b: _Builder, op: Einsum, cx: set, where: str) -> None:
         inputs[cpos[0]] += out_part
     else:
         d = chain[-1]  # the parts of a value being expanded (its own einsum's label)
-        # the vector, whose parts stay a trailing axis: in a GEMM-like step the GEMM's B (it holds the
-        # result's last label), else an operand whose last label is summed (its parts continue the
-        # summed axes); the largest among those
+        # the vector, whose parts stay a trailing axis: in a GEMM-like step the largest operand, the
+        # GEMM's B (it holds the result's last label) among equals; else the largest operand whose
+        # last label is summed (its parts continue the summed axes)
         def rank_key(k):
             labs = op.inputs[k]
-            if planar:
-                return (op.output[-1] in labs, b.types[op.operands[k]].size)
+            if planar:  # (expanding the largest would write 4 times its size)
+                return (b.types[op.operands[k]].size, op.output[-1] in labs)
             return (bool(labs) and labs[-1] not in op.output, b.types[op.operands[k]].size)
 
         vec = max(cpos, key=rank_key)
