@@ -25,15 +25,15 @@ def interp_dtype(dtype: str):
 
 
 #: the inputs a wrong-result reproducer runs on, as the script defines them (TVM and numpy only):
-#: distinct values (equal ones hide bugs that give every lane one lane's value), exact in every
-#: dtype; bfloat16 as the uint16 bits TVM takes
+#: distinct values (equal ones hide bugs that give every lane one lane's value; a period of 7 keeps
+#: diagonals of power-of-two rows varied), exact in every dtype; bfloat16 as the uint16 bits TVM takes
 RAMP_SRC = '''def ramp(shape, dtype):
     import numpy as np
     k = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
     if dtype == "bool":
         return (k % 2).astype(bool)
     if dtype.startswith(("int", "uint")):
-        return (k % 3).astype(dtype)
+        return (k % 7 - (0 if dtype.startswith("u") else 3)).astype(dtype)
     v = ((k % 7 + 1) / 8).astype("float32" if dtype == "bfloat16" else dtype)
     return (v.view(np.uint32) >> 16).astype(np.uint16) if dtype == "bfloat16" else v
 '''
