@@ -37,7 +37,8 @@ from typing import Callable
 
 from . import corpus as _corpus
 from .case import Case
-from .harness import execute, outcome_from_child, start_parent_coverage, stop_parent_coverage, warm_up
+from .harness import (coverage_busy, execute, outcome_from_child, start_parent_coverage, stop_parent_coverage,
+                      warm_up)
 from .isolate import Pool
 from .mutate import Interleave, mutate_case, random_pipeline
 from .gen import gemm_program, grammar_text, program_from_testing, random_program, text_with_ellipsis
@@ -120,6 +121,7 @@ class Campaign:
         self.fixed: dict[str, str] = {}  # signatures of fixed folders (met again: a new finding that says so)
         self.runs = 0
         self.stopped_by = ""
+        self._interrupted = 0  # the signal that asked the campaign to stop (the reducer reads it)
         self.stopped_at_s: float | None = None
         self.stopped_at_execs: int | None = None
         self._last_ckpt = 0.0
@@ -321,7 +323,8 @@ class Campaign:
                 return run_case_isolated(c, timeout=self.case_timeout, coverage=False, faults=self.faults)[0]
 
             max_tests = 6 if outcome.symptom == "timeout" else 200
-            reduced, info = reduce(case, test, sig, max_tests=max_tests, budget_s=self.reduce_budget_s)
+            reduced, info = reduce(case, test, sig, max_tests=max_tests, budget_s=self.reduce_budget_s,
+                                   stop=lambda: bool(self._interrupted))
         path = ""
         fid = _corpus.finding_id(outcome, reduced)
         if sig in self.fixed:  # a fixed bug's signature again: the fix regressed, or did not cover this case
@@ -375,8 +378,12 @@ class Campaign:
 
         def _stop(signum, frame):
             nonlocal interrupted
-            interrupted = signum
-            raise KeyboardInterrupt
+            interrupted = self._interrupted = signum
+            # not from inside coverage's tracer callbacks: raised between their lock's acquire and
+            # release, it left the lock held and the report's first traced call waited on it forever
+            # (a campaign hung after SIGTERM); the loop and the reducer then stop at their next turn
+            if not coverage_busy():
+                raise KeyboardInterrupt
 
         for n in old_handlers:
             signal.signal(n, _stop)
@@ -386,6 +393,8 @@ class Campaign:
         last_sample = time.monotonic()
         try:
             while True:
+                if interrupted:  # a signal that came while coverage was busy
+                    raise KeyboardInterrupt
                 done = self.elapsed >= self.budget_s or self.stopped_by or \
                     (self.max_execs is not None and self.execs >= self.max_execs)
                 while not done and pool.free > 0:

@@ -410,6 +410,13 @@ def start_parent_coverage() -> bool:
     return True
 
 
+def coverage_busy() -> bool:
+    """Whether the campaign-wide Coverage's tracer is inside its own Python code, holding its data
+    lock (an exception raised there leaves the lock held)."""
+    lock = getattr(getattr(_PARENT_COV, "_collector", None), "data_lock", None)
+    return bool(lock is not None and lock.locked())
+
+
 def stop_parent_coverage() -> None:
     global _PARENT_COV
     if _PARENT_COV is not None:

@@ -173,9 +173,10 @@ def candidates(case: Case) -> Iterator[Case]:
 
 
 def reduce(case: Case, test: Callable[[Case], Outcome], signature: str | None = None, *, max_tests: int = 200,
-           budget_s: float = 120.0) -> tuple[Case, dict]:
+           budget_s: float = 120.0, stop: Callable[[], bool] = lambda: False) -> tuple[Case, dict]:
     """The smallest case found with the same signature as ``case`` (``signature`` if given, else
-    ``test(case)``'s), and stats ``{"tests", "steps", "seconds", "size_before", "size_after"}``."""
+    ``test(case)``'s), and stats ``{"tests", "steps", "seconds", "size_before", "size_after"}``;
+    ``stop()`` true ends it before the next test (an interrupted campaign)."""
     t0 = time.monotonic()
     tests = 0
     if signature is None:
@@ -184,10 +185,10 @@ def reduce(case: Case, test: Callable[[Case], Outcome], signature: str | None = 
     best, steps = case, 0
     seen = {case.digest}
     improved = True
-    while improved and tests < max_tests and time.monotonic() - t0 < budget_s:
+    while improved and tests < max_tests and time.monotonic() - t0 < budget_s and not stop():
         improved = False
         for cand in candidates(best):
-            if tests >= max_tests or time.monotonic() - t0 >= budget_s:
+            if tests >= max_tests or time.monotonic() - t0 >= budget_s or stop():
                 break
             if cand.digest in seen or cand.size > best.size and cand.pipeline.size >= best.pipeline.size:
                 continue

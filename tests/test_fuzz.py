@@ -281,6 +281,44 @@ def test_reducer_shrinks_a_synthetic_failure_to_one_small_step():
     assert stats["steps"] >= 3 and stats["tests"] <= 200
 
 
+def test_reducer_stops_when_asked_and_signals_wait_for_coverage_to_let_go(monkeypatch):
+    """An interrupted campaign stops its reducer at the next test; and its signal handler does not
+    raise while coverage's tracer holds its data lock (a campaign hung after SIGTERM: the exception
+    left the lock held and the report's first traced call waited on it)."""
+    from einc.fuzz import harness
+
+    rng = random.Random(11)
+    prog = random_program(rng, max_steps=4)
+    while not _has_diagonal(prog) or len(prog.body) < 2:
+        prog = random_program(rng, max_steps=4)
+    case = Case(prog, FuzzPipeline(), seed=9)
+    calls = []
+
+    def test(c):
+        calls.append(c)
+        return Outcome("wrong_result", "run", detail={"dtype": "x"}) if _has_diagonal(c.program) else Outcome("ok", "done")
+
+    small, stats = reduce(case, test, stop=lambda: len(calls) >= 2)
+    assert stats["tests"] == len(calls) == 2 and small.size <= case.size
+    assert not harness.coverage_busy()  # no campaign coverage running
+    import threading
+    from types import SimpleNamespace
+
+    lock = threading.Lock()  # stands for coverage's Collector.data_lock
+    monkeypatch.setattr(harness, "_PARENT_COV", SimpleNamespace(_collector=SimpleNamespace(data_lock=lock)))
+    assert not harness.coverage_busy()
+    with lock:
+        assert harness.coverage_busy()
+    import coverage
+
+    cov = coverage.Coverage(data_file=None, config_file=False)  # the lock the check reads is coverage's
+    cov.start()
+    try:
+        assert isinstance(getattr(cov._collector, "data_lock", None), type(lock))
+    finally:
+        cov.stop()
+
+
 # ------------------------------------------------------------------------------------------- isolation
 
 
