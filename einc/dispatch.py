@@ -181,9 +181,8 @@ def kernel_program(prog: Program) -> Program:
 
 def cached_kernel(prog: Program, target=None):
     """The kernel for ``prog`` if memory or the disk cache already has it (no compile), else None."""
-    from einc.lowering import cache as C
-
     from einc.ir.realify import has_complex, realify
+    from einc.lowering import cache as C
 
     kprog = kernel_program(prog)
     if has_complex(kprog):
@@ -266,9 +265,9 @@ class Plan:
             self.reason = f"target {self.target!r} forces compilation"
         elif _has_zero_size(prog):
             self.mode, self.reason = "interp", "zero-size operand: nothing to compile"
-        elif slow_complex(prog):
-            self.mode, self.reason = "interp", (f"{slow_complex(prog)}: a complex step that is not a GEMM "
-                                                "runs faster in numpy than as its real and imaginary parts")
+        elif slow := slow_complex(prog):
+            self.mode, self.reason = "interp", (f"{slow}: a complex step that is not a GEMM runs faster in "
+                                                "numpy than as its real and imaginary parts")
         elif self.predicted_s < FLOOR_S:
             self.mode, self.reason = "interp", (f"predicted numpy time {self.predicted_s * 1e6:.0f} us < "
                                                 f"floor {FLOOR_S * 1e6:.0f} us: a kernel cannot win")
