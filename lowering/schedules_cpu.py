@@ -357,16 +357,24 @@ def _partition(sch, name, loop, at: int):
 
     var = sch.get(loop).loop_var.name
     sch.loop_partition(loop, [at, None])
-    blocks = []
-    for i in (0, 1):
-        rv = sch.get_sblock(f"{name}_{var}{i}")
+
+    def infer(block_name: str, tensors=None):
+        rv = sch.get_sblock(block_name)
         b = sch.get(rv)
-        tensors = {r.source: r.source for r in [*b.reads, *b.writes]}
+        tensors = tensors or {r.source: r.source for r in [*b.reads, *b.writes]}
         reads, writes = get_sblock_read_write_region(b, tensors)
         exact = s_tir.SBlock(b.iter_vars, reads, writes, b.name_hint, b.body, b.init, b.alloc_buffers,
                              b.match_buffers, b.annotations)
         sch.state.replace(sch.get_sref(rv), exact, {b: exact})
-        blocks.append(rv)
+        return rv
+
+    blocks = [infer(f"{name}_{var}{i}") for i in (0, 1)]
+    # the wrapper blocks around the parts read and write nothing as TVM leaves them: a later primitive
+    # that follows the dataflow (cache_write of a producer the parts read) then put its copy after them
+    used = {r.source: r.source for b in blocks for r in [*sch.get(b).reads, *sch.get(b).writes]}
+    for wrapper in (f"{name}_{var}0_partition", f"{name}_{var}1_partition", f"{name}_{var}_common"):
+        if _has_block(sch, wrapper):
+            infer(wrapper, used)
     return blocks
 
 
