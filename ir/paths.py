@@ -167,8 +167,7 @@ def find_path(inputs: Sequence[str], output: str, sizes: Mapping[str, int], opti
         if n <= 2:
             path = (tuple(range(n)),) if n else ()
         else:
-            path = _search(name, inputs, output, sizes, limit)
-            path = _enforce_limit(path, inputs, output, sizes, limit)
+            path = _limited_search(name, inputs, output, sizes, limit)
     info = _account(inputs, output, sizes, path, name, limit)
     if explicit is not None and limit is not None:
         for k, st in enumerate(info.steps[:-1]):
@@ -262,6 +261,32 @@ def _search(name, inputs, output, sizes, limit) -> Path:
     except RuntimeError:  # dp gives up when no pairwise order fits the limit: search freely, cut below
         path = fn(*args, None)
     return tuple(tuple(int(p) for p in st) for st in path)
+
+
+def _limited_search(name, inputs, output, sizes, limit) -> Path:
+    """``_search`` cut at the memory limit; when the cut leaves three or more operands to contract at
+    once, the operands left are searched again.  (opt_einsum's greedy stops at its first candidate
+    over the limit, though a search over what is left may still pair some below it: without this,
+    ``decompose`` split that last step further when run a second time.)"""
+    path = _enforce_limit(_search(name, inputs, output, sizes, limit), inputs, output, sizes, limit)
+    while limit is not None and len(path) > 1 and len(path[-1]) > 2:
+        ops = _remaining(path[:-1], inputs, output)
+        more = _enforce_limit(_search(name, ops, output, sizes, limit), ops, output, sizes, limit)
+        if len(more) <= 1:
+            break
+        path = path[:-1] + more
+    return path
+
+
+def _remaining(path: Path, inputs, output) -> list[str]:
+    """The operands' labels after the steps of ``path`` (each result keeps the labels used later)."""
+    ops = [frozenset(t) for t in inputs]
+    out = frozenset(output)
+    for st in path:
+        picked = set(st)
+        rest = [o for i, o in enumerate(ops) if i not in picked]
+        ops = rest + [frozenset().union(*(ops[p] for p in st)) & out.union(*rest)]
+    return ["".join(sorted(o)) for o in ops]
 
 
 def _enforce_limit(path: Path, inputs, output, sizes, limit) -> Path:

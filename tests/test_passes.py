@@ -470,3 +470,18 @@ def test_opt_errors_exit_2_with_caret(tmp_path, capsys):
     assert rc == 2 and "valid passes: broadcast, canonicalize" in err
     rc, out, _ = _opt(capsys, "--list-passes")
     assert rc == 0 and "decompose{path=auto" in out
+
+
+def test_decompose_with_a_memory_limit_is_idempotent_when_greedy_stops_early():
+    """opt_einsum's greedy stops at its first pair over the limit (here a 9-element intermediate)
+    though the operands left still pair below it; the left-overs are searched again, so a second
+    ``decompose`` has nothing to split (hypothesis found the program)."""
+    t = TensorType
+    prog = Program((Value("v0", t((1, 1, 2), "float64")), Value("v1", t((1, 3), "float64"))),
+                   (Einsum("v2", ("v0",), ("abc",), "a", t((1,), "float64")),
+                    Einsum("v3", ("v2", "v1", "v1", "v1"), ("b", "db", "cd", "ab"), "da", t((3, 1), "float64"))),
+                   ("v3",))
+    name = "decompose{path=greedy,memory-limit=8}"
+    once = run_pipeline(prog, name)
+    assert run_pipeline(once, name) == once
+    assert all(op.arity <= 2 for op in once.body)
