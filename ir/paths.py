@@ -283,10 +283,15 @@ def _remaining(path: Path, inputs, output) -> list[str]:
     ops = [frozenset(t) for t in inputs]
     out = frozenset(output)
     for st in path:
-        picked = set(st)
-        rest = [o for i, o in enumerate(ops) if i not in picked]
-        ops = rest + [frozenset().union(*(ops[p] for p in st)) & out.union(*rest)]
+        rest, keep = _contract(ops, st, out)
+        ops = rest + [keep]
     return ["".join(sorted(o)) for o in ops]
+
+
+def _contract(ops: list[frozenset], st, out: frozenset) -> tuple[list[frozenset], frozenset]:
+    """The operands a step leaves, and its result's labels: those the output or a left operand needs."""
+    rest = [o for i, o in enumerate(ops) if i not in set(st)]
+    return rest, frozenset().union(*(ops[p] for p in st)) & out.union(*rest)
 
 
 def _enforce_limit(path: Path, inputs, output, sizes, limit) -> Path:
@@ -301,10 +306,7 @@ def _enforce_limit(path: Path, inputs, output, sizes, limit) -> Path:
             kept.append(st)
             ops = [ops[0]]
             break
-        picked = set(st)
-        touched = frozenset().union(*(ops[p] for p in st))
-        rest = [o for i, o in enumerate(ops) if i not in picked]
-        keep = touched & (out.union(*rest))
+        rest, keep = _contract(ops, st, out)
         if _size(keep, sizes) > limit:
             kept.append(tuple(range(len(ops))))
             ops = [out]

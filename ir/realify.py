@@ -22,14 +22,15 @@ infinite or NaN can make the *other* part of a result NaN where numpy gives a nu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from einc.errors import Unsupported
 
-from .nodes import LABELS, Cast, Einsum, Program, Value, einsum_sizes
-from .types import TensorType, np_dtype, result_dtype
+from .nodes import LABELS, Cast, Einsum, Program, Value
+from .passes._util import dedup, make_einsum
+from .types import TensorType, np_dtype
 
 PART = {"complex64": "float32", "complex128": "float64"}  # the dtype of each part
 
@@ -123,11 +124,7 @@ class _Builder:
         return op.result
 
     def einsum(self, result: str, operands, inputs, output: str) -> str:
-        types = [self.types[o] for o in operands]
-        tmp = Einsum(result, tuple(operands), tuple(inputs), output, TensorType((), "float32"))
-        sizes = einsum_sizes(tmp, types)
-        dtype = result_dtype(*[t.dtype for t in types])
-        return self.emit(replace(tmp, type=TensorType(tuple(sizes[c] for c in output), dtype)))
+        return self.emit(make_einsum(result, operands, inputs, output, self.types))
 
 
 def _free_labels(used: str, n: int, where: str) -> str:
@@ -220,7 +217,7 @@ def _einsum(b: _Builder, op: Einsum, cx: set, where: str) -> None:
         for step, k in enumerate(links):
             r, c = chain[step], chain[step + 1]  # rows: the result's (or previous matrix's) parts
             labs = op.inputs[k]
-            uniq = "".join(dict.fromkeys(labs))  # (a diagonal is taken here)
+            uniq = dedup(labs)  # (a diagonal is taken here)
             if planar:  # rows outermost, the columns just before the summed labels (the innermost
                 # summed label is then the operand's own, of its own size)
                 first = min((i for i, lab in enumerate(uniq) if lab not in op.output), default=len(uniq))
