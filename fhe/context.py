@@ -168,9 +168,7 @@ class Context:
     # ------------------------------------------------------------------ compute
     def plan(self, expr: str, *operands, **options) -> Plan:
         """The plan ``einsum(expr, *operands)`` would run (operands: CipherTensors or arrays)."""
-        if not isinstance(expr, str):
-            raise EincTypeError(f"fhe.einsum takes the subscripts as a str first, not {type(expr).__name__} "
-                                "(numpy's interleaved operand, sublist form is not supported)")
+        _check_subscripts(expr)
         unknown = sorted(set(options) - PLAN_OPTIONS)
         if unknown:
             raise EincTypeError(f"unknown option(s) {', '.join(unknown)}; fhe.einsum takes {', '.join(sorted(PLAN_OPTIONS))}")
@@ -189,7 +187,7 @@ class Context:
                                "own; share one, or its public() copy, between the operands)")
         p = self.plan(expr, *operands, **options)
         if not any(k == "ct" for k in p.kinds):
-            return np.einsum(expr, *[_array(o, f"operand {k}").astype(np.float64) for k, o in enumerate(operands)])
+            return _in_numpy(expr, operands)
         operands = [x if isinstance(x, CipherTensor) else
                     _finite(_array(x, f"plaintext operand {k}").astype(np.float64), f"plaintext operand {k}")
                     for k, x in enumerate(operands)]
@@ -344,13 +342,22 @@ def _cached_plan(expr, shapes, plain, layouts, levels, junk, slots, options):
 
 def einsum(expr: str, *operands, **options):
     """``numpy.einsum`` over encrypted tensors: operands are CipherTensors or plain numpy arrays."""
+    _check_subscripts(expr)
+    ctx = next((x.ctx for x in operands if isinstance(x, CipherTensor)), None)
+    if ctx is None:
+        return _in_numpy(expr, operands)
+    return ctx.einsum(expr, *operands, **options)
+
+
+def _check_subscripts(expr) -> None:
     if not isinstance(expr, str):
         raise EincTypeError(f"fhe.einsum takes the subscripts as a str first, not {type(expr).__name__} "
                             "(numpy's interleaved operand, sublist form is not supported)")
-    ctx = next((x.ctx for x in operands if isinstance(x, CipherTensor)), None)
-    if ctx is None:
-        return np.einsum(expr, *[_array(o, f"operand {k}").astype(np.float64) for k, o in enumerate(operands)])
-    return ctx.einsum(expr, *operands, **options)
+
+
+def _in_numpy(expr: str, operands) -> np.ndarray:
+    """An einsum with no encrypted operand: plain ``numpy.einsum`` in float64."""
+    return np.einsum(expr, *[_array(o, f"operand {k}").astype(np.float64) for k, o in enumerate(operands)])
 
 
 #: the keyword options of ``einsum`` and ``Context.plan`` (passed on to ``fhe.plan``)
